@@ -1,0 +1,93 @@
+//! Host names and IP literals as they appear in the config, checked so that nothing a user
+//! writes can inject bytes into the CONNECT request.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// A host: a DNS name or an IP literal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// A DNS name, as written (the proxy resolves the collector's name, not us).
+    Name(String),
+    /// An IPv4 or IPv6 literal.
+    Ip(IpAddr),
+}
+
+impl Host {
+    /// Parses a host from the config: a name of letters, digits, `-`, `_` and `.`, or an IP
+    /// literal (IPv6 with or without brackets). `key` is named in errors.
+    pub fn parse(key: &str, text: &str) -> Result<Host, String> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Err(format!("{key}: must not be empty"));
+        }
+        let unbracketed = t
+            .strip_prefix('[')
+            .and_then(|s| s.strip_suffix(']'))
+            .unwrap_or(t);
+        if let Ok(ip) = unbracketed.parse::<IpAddr>() {
+            return Ok(Host::Ip(ip));
+        }
+        let valid_name = t.len() <= 253
+            && t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            && !t.starts_with('.')
+            && !t.contains("..");
+        if valid_name {
+            Ok(Host::Name(t.to_owned()))
+        } else {
+            let shown: String = t.chars().take(64).collect();
+            Err(format!(
+                "{key}: {shown:?} is neither a host name (letters, digits, '-', '_', '.') nor an IP address"
+            ))
+        }
+    }
+
+    /// The `host:port` form used in `CONNECT` and `Host:` (IPv6 in brackets).
+    pub fn authority(&self, port: u16) -> String {
+        match self {
+            Host::Ip(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+            other => format!("{other}:{port}"),
+        }
+    }
+
+    /// Whether this is an IP literal (no SNI is sent for those).
+    pub fn is_ip(&self) -> bool {
+        matches!(self, Host::Ip(_))
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Name(n) => f.write_str(n),
+            Host::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_literals() {
+        assert_eq!(
+            Host::parse("k", "collector.sysdigcloud.com").unwrap(),
+            Host::Name("collector.sysdigcloud.com".into())
+        );
+        assert!(Host::parse("k", "10.0.0.1").unwrap().is_ip());
+        assert_eq!(Host::parse("k", "::1").unwrap().authority(6443), "[::1]:6443");
+        assert_eq!(Host::parse("k", "[2001:db8::1]").unwrap().authority(1), "[2001:db8::1]:1");
+        assert_eq!(Host::parse("k", "10.0.0.1").unwrap().authority(80), "10.0.0.1:80");
+    }
+
+    #[test]
+    fn injection_and_junk_rejected() {
+        for bad in ["", "a b", "evil\r\nX-Injected: 1", "host/path", "user@host", "a..b", ".a", "h\0"] {
+            let e = Host::parse("collector", bad).unwrap_err();
+            assert!(e.starts_with("collector:"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The configuration: the dragent.yaml keys this library reads, their defaults, the lenient
+//! parsing of the agent's YAML reader, and the checks that make a config safe to open with.
+//!
+//! [`TunnelConfig`] is what the C API calls a `dtun_config`: settings plus the [`Plan`] built
+//! from them once (TLS configs, CONNECT request), shared by every open.
+
+mod ca;
+mod host;
+mod scalar;
+mod secret;
+mod yaml;
+
+pub use ca::CaFile;
+pub use host::Host;
+pub use secret::Secret;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+
+/// Default collector host.
+pub const DEFAULT_COLLECTOR: &str = "collector.sysdigcloud.com";
+/// Default collector port.
+pub const DEFAULT_COLLECTOR_PORT: u16 = 6443;
+/// Default `root_dir`, against which relative CA paths are resolved.
+pub const DEFAULT_ROOT_DIR: &str = "/opt/draios";
+
+/// Every key `dtun_config_set` accepts, in dotted form.
+pub const KEYS: [&str; 13] = [
+    "collector",
+    "collector_port",
+    "ssl",
+    "ssl_verify_certificate",
+    "ca_certificate",
+    "root_dir",
+    "http_proxy.proxy_host",
+    "http_proxy.proxy_port",
+    "http_proxy.proxy_user",
+    "http_proxy.proxy_password",
+    "http_proxy.ssl",
+    "http_proxy.ssl_verify_certificate",
+    "http_proxy.ca_certificate",
+];
+
+/// The `http_proxy:` settings.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// `proxy_host`; empty: no proxy.
+    pub host: String,
+    /// `proxy_port`; 0: no proxy.
+    pub port: u16,
+    /// `proxy_user`; empty: no `Proxy-Authorization`.
+    pub user: String,
+    /// `proxy_password`.
+    pub password: Secret,
+    /// `ssl`: TLS between agent and proxy.
+    pub ssl: bool,
+    /// `ssl_verify_certificate` for the proxy.
+    pub verify: bool,
+    /// `ca_certificate` for the proxy.
+    pub ca: Option<CaFile>,
+}
+
+/// Every setting, typed and checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `collector`.
+    pub collector: Host,
+    /// `collector_port`.
+    pub collector_port: u16,
+    /// `ssl`: TLS end to end.
+    pub ssl: bool,
+    /// `ssl_verify_certificate` for the collector.
+    pub verify: bool,
+    /// `ca_certificate` for the collector.
+    pub ca: Option<CaFile>,
+    /// `root_dir`.
+    pub root_dir: PathBuf,
+    /// `http_proxy`.
+    pub proxy: ProxySettings,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            collector: Host::Name(DEFAULT_COLLECTOR.into()),
+            collector_port: DEFAULT_COLLECTOR_PORT,
+            ssl: true,
+            verify: true,
+            ca: None,
+            root_dir: PathBuf::from(DEFAULT_ROOT_DIR),
+            proxy: ProxySettings {
+                host: String::new(),
+                port: 0,
+                user: String::new(),
+                password: Secret::default(),
+                ssl: false,
+                verify: true,
+                ca: None,
+            },
+        }
+    }
+}
+
+impl Settings {
+    /// Whether a proxy is used: host non-empty AND port non-zero.
+    pub fn uses_proxy(&self) -> bool {
+        !self.proxy.host.is_empty() && self.proxy.port != 0
+    }
+
+    /// Sets one key by its dotted name from a YAML scalar's text (`None` = YAML null, which
+    /// restores the default). Does not check the rules between keys: see [`Settings::check`].
+    fn set(&mut self, key: &str, value: Option<&str>) -> Result<()> {
+        let text = value.unwrap_or("");
+        let null = value.is_none();
+        let defaults = Settings::default();
+        match key {
+            "collector" => {
+                self.collector = if null {
+                    defaults.collector
+                } else {
+                    Host::parse(key, text).map_err(Error::config)?
+                }
+            }
+            "collector_port" => {
+                self.collector_port = if null {
+                    defaults.collector_port
+                } else {
+                    port(key, text, false)?
+                }
+            }
+            "ssl" => self.ssl = null_or(null, true, || boolean(key, text))?,
+            "ssl_verify_certificate" => self.verify = null_or(null, true, || boolean(key, text))?,
+            "ca_certificate" => self.ca = self.ca_file(key, value)?,
+            "root_dir" => {
+                self.root_dir = if null {
+                    defaults.root_dir
+                } else {
+                    PathBuf::from(text)
+                }
+            }
+            "http_proxy.proxy_host" => {
+                self.proxy.host = if text.trim().is_empty() {
+                    String::new()
+                } else {
+                    Host::parse(key, text).map_err(Error::config)?;
+                    text.trim().to_owned()
+                }
+            }
+            "http_proxy.proxy_port" => {
+                self.proxy.port = if null { 0 } else { port(key, text, true)? }
+            }
+            "http_proxy.proxy_user" => {
+                if text.contains(':') || text.chars().any(char::is_control) {
+                    return Err(Error::config(format!(
+                        "{key}: a Basic auth user name may not contain ':' or control characters"
+                    )));
+                }
+                self.proxy.user = text.to_owned();
+            }
+            "http_proxy.proxy_password" => {
+                self.proxy.password = Secret::from(text.to_owned());
+            }
+            "http_proxy.ssl" => self.proxy.ssl = null_or(null, false, || boolean(key, text))?,
+            "http_proxy.ssl_verify_certificate" => {
+                self.proxy.verify = null_or(null, true, || boolean(key, text))?
+            }
+            "http_proxy.ca_certificate" => self.proxy.ca = self.ca_file(key, value)?,
+            _ => {
+                return Err(Error::invalid_argument(format!(
+                    "unknown config key {:?}; known keys: {}",
+                    key.chars().take(64).collect::<String>(),
+                    KEYS.join(", ")
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn ca_file(&self, key: &str, value: Option<&str>) -> Result<Option<CaFile>> {
+        match value.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(path) => CaFile::load(key, &resolve(&self.root_dir, Path::new(path))).map(Some),
+        }
+    }
+
+    /// Checks the rules between keys.
+    fn check(&self) -> Result<()> {
+        if self.proxy.ssl && !self.ssl {
+            return Err(Error::config(
+                "http_proxy.ssl: true requires ssl: true (TLS to the proxy without end-to-end TLS \
+                 would let the agent believe its metrics are encrypted to the collector when they are not)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A validated configuration and the plan for opening tunnels with it (`dtun_config`).
+pub struct TunnelConfig {
+    settings: Settings,
+    plan: Arc<Plan>,
+}
+
+impl TunnelConfig {
+    /// Every documented default: direct TLS to the default collector.
+    pub fn new() -> Result<TunnelConfig> {
+        TunnelConfig::from_settings(Settings::default())
+    }
+
+    /// Parses dragent.yaml text.
+    pub fn from_yaml(text: &str) -> Result<TunnelConfig> {
+        let mut settings = Settings::default();
+        for (key, value) in yaml::RawFile::parse(text)?.entries() {
+            settings.set(key, value.as_deref())?;
+        }
+        settings.check()?;
+        TunnelConfig::from_settings(settings)
+    }
+
+    /// Reads and parses a dragent.yaml file.
+    pub fn from_file(path: &Path) -> Result<TunnelConfig> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::config(format!("cannot read config file {}: {e}", path.display()))
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            Error::config(format!("config file {} is not UTF-8 text", path.display()))
+        })?;
+        TunnelConfig::from_yaml(&text).map_err(|e| {
+            Error::config(format!("{}: {}", path.display(), e.message()))
+        })
+    }
+
+    /// Sets one key by its dotted name (`"http_proxy.proxy_port"`) from YAML scalar text
+    /// (`"3128"`), with the same parsing and checks as a file. On error nothing changes.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        if !KEYS.contains(&key) {
+            let mut probe = Settings::default();
+            return probe.set(key, None);
+        }
+        let parsed = yaml::parse_scalar_text(key, value)?;
+        let mut settings = self.settings.clone();
+        settings.set(key, parsed.as_deref())?;
+        settings.check()?;
+        *self = TunnelConfig::from_settings(settings)?;
+        Ok(())
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The plan every open of this config follows (shared, built once).
+    pub fn plan(&self) -> Arc<Plan> {
+        Arc::clone(&self.plan)
+    }
+
+    fn from_settings(settings: Settings) -> Result<TunnelConfig> {
+        let plan = Arc::new(Plan::build(&settings)?);
+        Ok(TunnelConfig { settings, plan })
+    }
+}
+
+impl std::fmt::Debug for TunnelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelConfig")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+fn resolve(root: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        root.join(path)
+    }
+}
+
+fn null_or(null: bool, default: bool, parse: impl FnOnce() -> Result<bool>) -> Result<bool> {
+    if null {
+        Ok(default)
+    } else {
+        parse()
+    }
+}
+
+fn boolean(key: &str, text: &str) -> Result<bool> {
+    scalar::parse_bool(text).ok_or_else(|| {
+        Error::config(format!(
+            "{key}: expected a boolean (true/false/yes/no/on/off), found {}",
+            scalar::describe(text)
+        ))
+    })
+}
+
+fn port(key: &str, text: &str, zero_allowed: bool) -> Result<u16> {
+    match scalar::parse_port(text) {
+        Some(0) if !zero_allowed => Err(Error::config(format!(
+            "{key}: expected a port number from 1 to 65535, found 0"
+        ))),
+        Some(p) => Ok(p),
+        None => Err(Error::config(format!(
+            "{key}: expected a port number from {} to 65535, found {}",
+            if zero_allowed { 0 } else { 1 },
+            scalar::describe(text)
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

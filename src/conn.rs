@@ -1,0 +1,249 @@
+//! A blocking connection over an open tunnel: send and recv with timeouts, usable from two
+//! threads at once (one sending, one receiving), and a close that says goodbye in bounded time.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+
+use crate::config::TunnelConfig;
+use crate::error::{Error, ErrorKind, Result, Stage};
+use crate::runtime;
+use crate::tunnel::{self, BoxStream, Progress};
+
+/// How long `close` may spend sending TLS close_notify and flushing.
+pub const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+/// How long a call may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// No limit.
+    Forever,
+    /// At most this long; zero never waits.
+    For(Duration),
+}
+
+impl Wait {
+    /// From the C convention: -1 waits forever, 0 never waits, n > 0 waits n milliseconds.
+    /// Other negative values are invalid.
+    pub fn from_millis(ms: i32) -> Result<Wait> {
+        match ms {
+            -1 => Ok(Wait::Forever),
+            ms if ms >= 0 => Ok(Wait::For(Duration::from_millis(ms as u64))),
+            other => Err(Error::invalid_argument(format!(
+                "timeout_ms must be -1 (wait forever) or >= 0, not {other}"
+            ))),
+        }
+    }
+}
+
+/// How a send or recv ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// send: every byte was accepted; recv: at least one byte arrived.
+    Complete,
+    /// The timeout passed first; the connection is still usable.
+    TimedOut,
+    /// recv: the collector ended the stream cleanly.
+    Closed,
+}
+
+/// An open tunnel to the collector (`dtun_conn`).
+pub struct Connection {
+    reader: Mutex<ReadHalf<BoxStream>>,
+    writer: Mutex<WriteHalf<BoxStream>>,
+    route: String,
+}
+
+impl Connection {
+    /// Opens a tunnel as the config says, within `wait` for the whole open (resolution, TCP,
+    /// TLS to the proxy, CONNECT, TLS to the collector).
+    pub fn open(config: &TunnelConfig, wait: Wait) -> Result<Connection> {
+        Connection::open_with_progress(config, wait).0
+    }
+
+    /// As [`Connection::open`], and also what the attempt did, stage by stage.
+    pub fn open_with_progress(config: &TunnelConfig, wait: Wait) -> (Result<Connection>, Progress) {
+        let plan = config.plan();
+        let started = Instant::now();
+        let mut progress = Progress::new();
+        let rt = match runtime::get() {
+            Ok(rt) => rt,
+            Err(e) => return (Err(e), progress),
+        };
+        let result = rt.block_on(async {
+            let open = tunnel::establish(&plan, &mut progress);
+            match wait {
+                Wait::Forever => open.await,
+                Wait::For(limit) => match tokio::time::timeout(limit, open).await {
+                    Ok(done) => done,
+                    Err(_) => Err(Error::new(
+                        Stage::Internal,
+                        ErrorKind::Deadline,
+                        String::new(),
+                    )),
+                },
+            }
+        });
+        let route = plan.route();
+        match result {
+            Ok(stream) => {
+                crate::dtun_log!(
+                    DTUN_LOG_INFO,
+                    "tunnel open {route} in {} ms",
+                    started.elapsed().as_millis()
+                );
+                let (reader, writer) = tokio::io::split(stream);
+                let conn = Connection {
+                    reader: Mutex::new(reader),
+                    writer: Mutex::new(writer),
+                    route,
+                };
+                (Ok(conn), progress)
+            }
+            Err(e) => {
+                let e = if *e.kind() == ErrorKind::Deadline {
+                    Error::new(
+                        progress.stage,
+                        ErrorKind::Deadline,
+                        format!(
+                            "open timed out after {} ms waiting for {} ({route})",
+                            started.elapsed().as_millis(),
+                            progress.stage.name()
+                        ),
+                    )
+                } else {
+                    e
+                };
+                crate::dtun_log!(DTUN_LOG_ERROR, "tunnel open failed: {e}");
+                (Err(e), progress)
+            }
+        }
+    }
+
+    /// The route in words (direct, or via proxy host:port; TLS on each hop).
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// Sends all of `buf` unless `wait` passes or the stream breaks. Returns how many bytes
+    /// were accepted, always (it may be > 0 with [`Transfer::TimedOut`] or an error).
+    /// Bytes accepted are queued for the wire; an empty `buf` only pushes out what is queued.
+    pub fn send(&self, buf: &[u8], wait: Wait) -> (usize, Result<Transfer>) {
+        let rt = match runtime::get() {
+            Ok(rt) => rt,
+            Err(e) => return (0, Err(e)),
+        };
+        let mut writer = lock(&self.writer);
+        let mut sent = 0usize;
+        let outcome = rt.block_on(async {
+            let work = write_all_counted(&mut writer, buf, &mut sent);
+            match wait {
+                Wait::Forever => Some(work.await),
+                Wait::For(limit) => tokio::time::timeout(limit, work).await.ok(),
+            }
+        });
+        crate::dtun_log!(DTUN_LOG_TRACE, "send: {sent} of {} bytes accepted", buf.len());
+        let result = match outcome {
+            None => Ok(Transfer::TimedOut),
+            Some(Ok(())) => Ok(Transfer::Complete),
+            Some(Err(e)) => Err(stream_error("send", &e)),
+        };
+        (sent, result)
+    }
+
+    /// Receives at least one byte (up to `buf.len()`) unless `wait` passes or the stream
+    /// ends. Returns how many bytes were written into `buf`.
+    pub fn recv(&self, buf: &mut [u8], wait: Wait) -> (usize, Result<Transfer>) {
+        if buf.is_empty() {
+            return (0, Ok(Transfer::Complete));
+        }
+        let rt = match runtime::get() {
+            Ok(rt) => rt,
+            Err(e) => return (0, Err(e)),
+        };
+        let mut reader = lock(&self.reader);
+        let outcome = rt.block_on(async {
+            let work = reader.read(buf);
+            match wait {
+                Wait::Forever => Some(work.await),
+                Wait::For(limit) => tokio::time::timeout(limit, work).await.ok(),
+            }
+        });
+        match outcome {
+            None => (0, Ok(Transfer::TimedOut)),
+            Some(Ok(0)) => {
+                crate::dtun_log!(DTUN_LOG_DEBUG, "recv: the collector closed the stream");
+                (0, Ok(Transfer::Closed))
+            }
+            Some(Ok(n)) => {
+                crate::dtun_log!(DTUN_LOG_TRACE, "recv: {n} bytes");
+                (n, Ok(Transfer::Complete))
+            }
+            Some(Err(e)) => (0, Err(stream_error("recv", &e))),
+        }
+    }
+
+    /// Sends TLS close_notify (on each TLS layer) and flushes, waiting at most
+    /// [`CLOSE_GRACE`], then closes the socket. Dropping a connection does the same.
+    pub fn close(self) {
+        drop(self)
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Inside an async context block_on would panic; the socket still closes on drop.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return;
+        }
+        if let Ok(rt) = runtime::get() {
+            let writer = self
+                .writer
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _ = rt.block_on(async {
+                tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await
+            });
+        }
+        crate::dtun_log!(DTUN_LOG_DEBUG, "tunnel closed ({})", self.route);
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("route", &self.route).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn write_all_counted(
+    writer: &mut WriteHalf<BoxStream>,
+    buf: &[u8],
+    sent: &mut usize,
+) -> std::io::Result<()> {
+    while *sent < buf.len() {
+        let n = writer.write(&buf[*sent..]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        *sent += n;
+    }
+    writer.flush().await
+}
+
+fn stream_error(op: &str, e: &std::io::Error) -> Error {
+    let why = match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            "the peer closed the connection without TLS close_notify (stream may be truncated)"
+                .to_owned()
+        }
+        std::io::ErrorKind::BrokenPipe => "the peer closed the connection".to_owned(),
+        std::io::ErrorKind::ConnectionReset => "the connection was reset by the peer".to_owned(),
+        _ => e.to_string(),
+    };
+    Error::new(Stage::Stream, ErrorKind::Io, format!("{op} failed: {why}"))
+}

@@ -1,0 +1,263 @@
+//! The incremental parser of the proxy's reply to CONNECT.
+//!
+//! Fed any split of the bytes (one at a time included), it answers "need more", a complete
+//! reply head plus the bytes that followed it (the first bytes of the tunnel), or an error.
+//! It never holds more than [`MAX_REPLY_HEAD`] bytes of head, and rejects a reply that is not
+//! HTTP as soon as the first bytes show it.
+
+use std::fmt;
+
+/// The largest reply head accepted, blank line included.
+pub const MAX_REPLY_HEAD: usize = 64 * 1024;
+
+/// The parts of a reply head that matter for CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyHead {
+    /// The minor HTTP version: 0 for `HTTP/1.0`, 1 for `HTTP/1.1`.
+    pub minor_version: u8,
+    /// The status code, 100..=999.
+    pub code: u16,
+    /// The reason phrase, lossily decoded, control characters replaced.
+    pub reason: String,
+    /// The schemes of `Proxy-Authenticate` headers (`Basic`, `NTLM`, `Negotiate`...).
+    pub auth_schemes: Vec<String>,
+}
+
+/// What a complete reply means for the tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Any 2xx: the tunnel is open.
+    Tunnel,
+    /// 407: the proxy wants (other) credentials.
+    AuthRequired,
+    /// Any other status.
+    Refused,
+}
+
+impl ReplyHead {
+    /// What this reply means for the tunnel.
+    pub fn outcome(&self) -> Outcome {
+        match self.code {
+            200..=299 => Outcome::Tunnel,
+            407 => Outcome::AuthRequired,
+            _ => Outcome::Refused,
+        }
+    }
+
+    /// The status line as `HTTP/1.x CODE REASON`, for messages.
+    pub fn status_line(&self) -> String {
+        format!("HTTP/1.{} {} {}", self.minor_version, self.code, self.reason)
+            .trim_end()
+            .to_owned()
+    }
+}
+
+/// Why a reply was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// The bytes are not an HTTP/1.x reply; the text says what was wrong.
+    Malformed(String),
+    /// The head grew past [`MAX_REPLY_HEAD`] without a blank line.
+    TooLarge,
+    /// The stream ended before the blank line; how many bytes had arrived.
+    CutShort(usize),
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::Malformed(why) => write!(f, "malformed reply to CONNECT: {why}"),
+            ParseError::TooLarge => write!(
+                f,
+                "reply head to CONNECT larger than {} KiB without an end",
+                MAX_REPLY_HEAD / 1024
+            ),
+            ParseError::CutShort(0) => write!(f, "connection closed before any reply to CONNECT"),
+            ParseError::CutShort(n) => write!(
+                f,
+                "connection closed after {n} bytes of reply to CONNECT, before the end of its head"
+            ),
+        }
+    }
+}
+
+/// Incremental parser state: the head bytes so far.
+#[derive(Debug, Default)]
+pub struct ReplyParser {
+    head: Vec<u8>,
+    /// Where to resume searching for the blank line.
+    scanned: usize,
+}
+
+impl ReplyParser {
+    /// A parser waiting for the first byte.
+    pub fn new() -> ReplyParser {
+        ReplyParser::default()
+    }
+
+    /// How many head bytes are buffered (never more than [`MAX_REPLY_HEAD`]).
+    pub fn buffered(&self) -> usize {
+        self.head.len()
+    }
+
+    /// Feeds the next bytes. `Ok(None)`: need more. `Ok(Some((head, rest)))`: the reply is
+    /// complete and `rest` holds the bytes that followed it, which belong to the tunnel.
+    pub fn feed(&mut self, data: &[u8]) -> Result<Option<(ReplyHead, Vec<u8>)>, ParseError> {
+        let room = MAX_REPLY_HEAD - self.head.len();
+        let take = data.len().min(room);
+        self.head.extend_from_slice(&data[..take]);
+        check_status_prefix(&self.head)?;
+        match find_head_end(&self.head, self.scanned) {
+            Some(end) => {
+                let mut rest = self.head.split_off(end);
+                rest.extend_from_slice(&data[take..]);
+                let head = parse_head(&self.head)?;
+                self.head.clear();
+                self.scanned = 0;
+                Ok(Some((head, rest)))
+            }
+            None if self.head.len() >= MAX_REPLY_HEAD => Err(ParseError::TooLarge),
+            None => {
+                self.scanned = self.head.len();
+                Ok(None)
+            }
+        }
+    }
+
+    /// The error for a stream that ended before the reply was complete.
+    pub fn eof(&self) -> ParseError {
+        ParseError::CutShort(self.head.len())
+    }
+}
+
+/// Finds the index just past the blank line (`\r\n\r\n` or a bare `\n\n`), searching from a
+/// little before `from` so a terminator split across feeds is found.
+fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(3);
+    let mut i = start;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            if buf.get(i + 1) == Some(&b'\n') {
+                return Some(i + 2);
+            }
+            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+                return Some(i + 3);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Rejects, from the first bytes, a reply that cannot be `HTTP/1.x DDD`.
+fn check_status_prefix(buf: &[u8]) -> Result<(), ParseError> {
+    const PREFIX: &[u8] = b"HTTP/1.";
+    let n = buf.len().min(PREFIX.len());
+    if buf[..n] != PREFIX[..n] {
+        return Err(ParseError::Malformed(format!(
+            "expected a status line starting with HTTP/1., received {}",
+            preview(buf)
+        )));
+    }
+    if buf.len() > PREFIX.len() && !matches!(buf[7], b'0' | b'1') {
+        return Err(ParseError::Malformed(format!(
+            "unsupported HTTP version in {}",
+            preview(buf)
+        )));
+    }
+    if buf.len() > 8 && buf[8] != b' ' {
+        return Err(ParseError::Malformed(format!(
+            "no space after the HTTP version in {}",
+            preview(buf)
+        )));
+    }
+    let code_digits = &buf[buf.len().min(9)..buf.len().min(12)];
+    if code_digits.iter().any(|b| !b.is_ascii_digit()) {
+        return Err(ParseError::Malformed(format!(
+            "the status code is not three digits in {}",
+            preview(buf)
+        )));
+    }
+    if let Some(&b) = buf.get(12) {
+        if !matches!(b, b' ' | b'\r' | b'\n') {
+            return Err(ParseError::Malformed(format!(
+                "the status code is not three digits in {}",
+                preview(buf)
+            )));
+        }
+    }
+    if buf.contains(&0) {
+        return Err(ParseError::Malformed("NUL byte in the reply head".into()));
+    }
+    Ok(())
+}
+
+fn parse_head(head: &[u8]) -> Result<ReplyHead, ParseError> {
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let status = lines.next().unwrap_or_default();
+    if status.len() < 12 {
+        return Err(ParseError::Malformed(format!(
+            "status line too short: {}",
+            preview(status)
+        )));
+    }
+    let minor_version = status[7] - b'0';
+    let code = status[9..12]
+        .iter()
+        .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+    if code < 100 {
+        return Err(ParseError::Malformed(format!(
+            "status code {code} out of range"
+        )));
+    }
+    let reason = status.get(13..).map(printable).unwrap_or_default();
+    let mut auth_schemes = Vec::new();
+    for line in lines {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"proxy-authenticate") {
+            auth_schemes.extend(challenge_schemes(&printable(value)));
+        }
+    }
+    Ok(ReplyHead {
+        minor_version,
+        code,
+        reason,
+        auth_schemes,
+    })
+}
+
+/// The auth schemes in one `Proxy-Authenticate` value, which may list several challenges:
+/// `Basic realm="x", NTLM` gives `Basic` and `NTLM`; parameters (`charset="UTF-8"`) are not
+/// schemes.
+fn challenge_schemes(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .filter_map(|part| part.split_whitespace().next())
+        .filter(|token| !token.contains('=') && !token.contains('"'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Text safe to show: lossily decoded, control characters replaced, at most 80 characters.
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(80)
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+fn preview(buf: &[u8]) -> String {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    format!("{:?}", printable(line))
+}
+
+#[cfg(test)]
+mod tests;

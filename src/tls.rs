@@ -1,0 +1,178 @@
+//! rustls client configurations, one per side (proxy, collector), built once per config and
+//! fully independent: trust roots, verification and SNI of one side never leak into the other.
+//!
+//! Trust is the side's CA file when set, else the system store (read once per process).
+//! Verification off is an explicit verifier that accepts any certificate but still checks
+//! the handshake signatures, so the session keys are at least bound to the presented key.
+
+use std::io;
+use std::sync::Arc;
+
+use once_cell::sync::Lazy;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::config::{CaFile, Host};
+use crate::error::{CertProblem, Error, ErrorKind, Result, Stage};
+
+/// The system's trust store, loaded on first use and kept for the life of the process.
+static SYSTEM_ROOTS: Lazy<Arc<RootCertStore>> = Lazy::new(|| {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        crate::dtun_log!(
+            DTUN_LOG_WARN,
+            "no system CA certificates found ({} errors): every certificate will be untrusted unless ca_certificate is set",
+            found.errors.len()
+        );
+    }
+    Arc::new(roots)
+});
+
+fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: Lazy<Arc<CryptoProvider>> =
+        Lazy::new(|| Arc::new(rustls::crypto::ring::default_provider()));
+    Arc::clone(&PROVIDER)
+}
+
+/// Builds the client config of one side: trust from `ca` (else the system store), and
+/// certificate verification on or off.
+pub fn client_config(ca: Option<&CaFile>, verify: bool) -> Result<Arc<ClientConfig>> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::internal(format!("TLS setup failed: {e}")))?;
+    let config = if verify {
+        let roots = match ca {
+            Some(file) => file.roots(),
+            None => Arc::clone(&SYSTEM_ROOTS),
+        };
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
+            .with_no_client_auth()
+    };
+    Ok(Arc::new(config))
+}
+
+/// The name to send as SNI and check against the certificate: DNS names as themselves, IP
+/// literals as IP addresses (rustls sends no SNI for those and checks the IP SAN).
+pub fn server_name(host: &Host) -> Result<ServerName<'static>> {
+    match host {
+        Host::Ip(ip) => Ok(ServerName::IpAddress((*ip).into())),
+        Host::Name(name) => ServerName::try_from(name.clone())
+            .map_err(|_| Error::config(format!("{name:?} is not a valid TLS server name"))),
+    }
+}
+
+/// Turns a failed handshake into an error of the right kind: certificate rejections (and
+/// which problem) apart from every other TLS failure.
+pub fn handshake_error(stage: Stage, peer: &str, err: &io::Error) -> Error {
+    let side = if stage == Stage::ProxyTls {
+        "proxy"
+    } else {
+        "collector"
+    };
+    let tls = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match tls {
+        Some(rustls::Error::InvalidCertificate(cert)) => {
+            let problem = cert_problem(cert);
+            let what = match problem {
+                CertProblem::Untrusted => "untrusted issuer",
+                CertProblem::Expired => "expired or not yet valid",
+                CertProblem::WrongName => "wrong name",
+                CertProblem::Other => "invalid",
+            };
+            Error::new(
+                stage,
+                ErrorKind::Certificate(problem),
+                format!("TLS to {side} {peer}: certificate rejected ({what}): {cert}"),
+            )
+        }
+        Some(rustls::Error::InvalidMessage(_)) | Some(rustls::Error::InappropriateMessage { .. }) => {
+            Error::new(
+                stage,
+                ErrorKind::Tls,
+                format!(
+                    "TLS to {side} {peer} failed: the peer did not answer with TLS ({}); is it a plain-text port?",
+                    tls.map(|e| e.to_string()).unwrap_or_default()
+                ),
+            )
+        }
+        Some(other) => Error::new(
+            stage,
+            ErrorKind::Tls,
+            format!("TLS to {side} {peer} failed: {other}"),
+        ),
+        None if err.kind() == io::ErrorKind::UnexpectedEof => Error::new(
+            stage,
+            ErrorKind::Tls,
+            format!("TLS to {side} {peer} failed: the connection closed during the handshake"),
+        ),
+        None => Error::new(
+            stage,
+            ErrorKind::Tls,
+            format!("TLS to {side} {peer} failed: {err}"),
+        ),
+    }
+}
+
+fn cert_problem(e: &CertificateError) -> CertProblem {
+    match e {
+        CertificateError::UnknownIssuer | CertificateError::BadSignature => CertProblem::Untrusted,
+        CertificateError::Expired
+        | CertificateError::ExpiredContext { .. }
+        | CertificateError::NotValidYet
+        | CertificateError::NotValidYetContext { .. } => CertProblem::Expired,
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            CertProblem::WrongName
+        }
+        _ => CertProblem::Other,
+    }
+}
+
+/// The verifier behind `ssl_verify_certificate: false`: any certificate is accepted (the
+/// user's explicit choice, logged at WARN for each connection by the tunnel).
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

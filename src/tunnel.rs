@@ -1,0 +1,340 @@
+//! Establishing a tunnel: resolve → TCP → [TLS to proxy] → CONNECT → [TLS to collector], or
+//! straight to the collector when no proxy is configured. The caller puts one deadline
+//! around the whole of it; [`Progress`] records which stage was running and how long each
+//! took, so a timeout says what it was waiting for.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::config::Host;
+use crate::error::{Error, ErrorKind, Result, Stage};
+use crate::plan::{Plan, TlsHop};
+use crate::proxy::{Outcome, ReplyParser};
+use crate::tls;
+
+/// A byte stream of any layering (TCP, TLS, TLS in TLS).
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// A boxed stream: the layers differ per route.
+pub type BoxStream = Box<dyn Stream>;
+
+/// What an open did so far: the stage running now and the time each finished stage took.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// The stage running (or that failed).
+    pub stage: Stage,
+    /// Finished stages and their durations, in order.
+    pub timings: Vec<(Stage, Duration)>,
+    /// The address TCP connected to.
+    pub peer: Option<SocketAddr>,
+    /// The proxy's status code and reason, once it answered.
+    pub proxy_status: Option<(u16, String)>,
+    stage_started: Instant,
+}
+
+impl Progress {
+    /// A new record, starting at the resolve stage.
+    pub fn new() -> Progress {
+        Progress {
+            stage: Stage::Resolve,
+            timings: Vec::new(),
+            peer: None,
+            proxy_status: None,
+            stage_started: Instant::now(),
+        }
+    }
+
+    fn enter(&mut self, next: Stage) {
+        let now = Instant::now();
+        self.timings.push((self.stage, now - self.stage_started));
+        self.stage = next;
+        self.stage_started = now;
+    }
+
+    fn finish(&mut self) {
+        self.timings
+            .push((self.stage, Instant::now() - self.stage_started));
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress::new()
+    }
+}
+
+/// Opens the tunnel the plan describes. Has no deadline of its own: the caller bounds it.
+pub async fn establish(plan: &Plan, progress: &mut Progress) -> Result<BoxStream> {
+    let (first_host, first_port) = match &plan.proxy {
+        Some(p) => (&p.host, p.port),
+        None => (&plan.collector, plan.collector_port),
+    };
+    let what = if plan.proxy.is_some() { "proxy" } else { "collector" };
+    let addrs = resolve(what, first_host, first_port).await?;
+    progress.enter(Stage::Connect);
+    let tcp = connect_any(what, first_host, first_port, &addrs, progress).await?;
+    let mut stream: BoxStream = Box::new(tcp);
+
+    if let Some(proxy) = &plan.proxy {
+        let peer = proxy.host.authority(proxy.port);
+        if let Some(hop) = &proxy.tls {
+            progress.enter(Stage::ProxyTls);
+            stream = tls_handshake(stream, hop, Stage::ProxyTls, "proxy", &peer).await?;
+        }
+        progress.enter(Stage::ProxyConnect);
+        stream = send_connect(stream, plan, &peer, progress).await?;
+    }
+
+    if let Some(hop) = &plan.collector_tls {
+        progress.enter(Stage::CollectorTls);
+        let peer = plan.collector_authority();
+        stream = tls_handshake(stream, hop, Stage::CollectorTls, "collector", &peer).await?;
+    }
+    progress.finish();
+    Ok(stream)
+}
+
+async fn resolve(what: &str, host: &Host, port: u16) -> Result<Vec<SocketAddr>> {
+    match host {
+        Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, port)]),
+        Host::Name(name) => {
+            let found = tokio::net::lookup_host((name.as_str(), port))
+                .await
+                .map_err(|e| {
+                    Error::new(
+                        Stage::Resolve,
+                        ErrorKind::Resolve,
+                        format!("cannot resolve {what} host {name}: {e}"),
+                    )
+                })?
+                .collect::<Vec<_>>();
+            if found.is_empty() {
+                return Err(Error::new(
+                    Stage::Resolve,
+                    ErrorKind::Resolve,
+                    format!("cannot resolve {what} host {name}: no addresses"),
+                ));
+            }
+            Ok(found)
+        }
+    }
+}
+
+/// Tries every address in the resolver's order until one connects.
+async fn connect_any(
+    what: &str,
+    host: &Host,
+    port: u16,
+    addrs: &[SocketAddr],
+    progress: &mut Progress,
+) -> Result<TcpStream> {
+    let mut failures = Vec::new();
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => {
+                // Small writes (a CONNECT head, a handshake flight, an agent message) must
+                // leave at once: Nagle would hold them for the peer's delayed ACK.
+                tcp.set_nodelay(true).map_err(|e| {
+                    Error::new(Stage::Connect, ErrorKind::Connect, format!("TCP_NODELAY: {e}"))
+                })?;
+                progress.peer = Some(*addr);
+                return Ok(tcp);
+            }
+            Err(e) => failures.push(format!("{addr}: {e}")),
+        }
+    }
+    Err(Error::new(
+        Stage::Connect,
+        ErrorKind::Connect,
+        format!(
+            "TCP connection to {what} {} failed ({})",
+            host.authority(port),
+            failures.join("; ")
+        ),
+    ))
+}
+
+async fn tls_handshake(
+    stream: BoxStream,
+    hop: &TlsHop,
+    stage: Stage,
+    side: &str,
+    peer: &str,
+) -> Result<BoxStream> {
+    if !hop.verify {
+        crate::dtun_log!(
+            DTUN_LOG_WARN,
+            "certificate verification is off for the {side} {peer}: the connection is encrypted but the {side} is not authenticated"
+        );
+    }
+    let connector = TlsConnector::from(hop.config.clone());
+    match connector.connect(hop.name.clone(), stream).await {
+        Ok(tls) => {
+            crate::dtun_log!(DTUN_LOG_DEBUG, "TLS to {side} {peer} established");
+            Ok(Box::new(tls))
+        }
+        Err(e) => Err(tls::handshake_error(stage, peer, &e)),
+    }
+}
+
+/// Sends CONNECT and reads the reply; on a 2xx returns the stream with any bytes that came
+/// right behind the reply put back in front of it.
+async fn send_connect(
+    mut stream: BoxStream,
+    plan: &Plan,
+    peer: &str,
+    progress: &mut Progress,
+) -> Result<BoxStream> {
+    let proxy = plan.proxy.as_ref().ok_or_else(|| Error::internal("no proxy in plan"))?;
+    let target = plan.collector_authority();
+    let io_err = |e: io::Error| {
+        Error::new(
+            Stage::ProxyConnect,
+            ErrorKind::ProxyProtocol,
+            format!("proxy {peer}: connection failed during CONNECT to {target}: {e}"),
+        )
+    };
+    stream.write_all(proxy.request.expose()).await.map_err(io_err)?;
+    stream.flush().await.map_err(io_err)?;
+    crate::dtun_log!(
+        DTUN_LOG_DEBUG,
+        "sent CONNECT {target} to proxy {peer}{}",
+        if proxy.authenticates { " with Basic credentials" } else { "" }
+    );
+
+    let mut parser = ReplyParser::new();
+    let mut buf = vec![0u8; 4096];
+    let (head, rest) = loop {
+        let n = stream.read(&mut buf).await.map_err(io_err)?;
+        if n == 0 {
+            return Err(protocol_error(plan, peer, &parser.eof().to_string()));
+        }
+        match parser.feed(&buf[..n]) {
+            Ok(Some(done)) => break done,
+            Ok(None) => continue,
+            Err(e) => return Err(protocol_error(plan, peer, &e.to_string())),
+        }
+    };
+    let reason = plan.redact(&head.reason);
+    progress.proxy_status = Some((head.code, reason.clone()));
+    let status_line = plan.redact(&head.status_line());
+    match head.outcome() {
+        Outcome::Tunnel => {
+            crate::dtun_log!(DTUN_LOG_DEBUG, "proxy {peer} answered {status_line}");
+            if rest.is_empty() {
+                Ok(stream)
+            } else {
+                Ok(Box::new(Prefixed::new(rest, stream)))
+            }
+        }
+        Outcome::AuthRequired => {
+            let offered = if head.auth_schemes.is_empty() {
+                "no scheme named".to_owned()
+            } else {
+                head.auth_schemes.join(", ")
+            };
+            let sent = if proxy.authenticates {
+                "the credentials of http_proxy.proxy_user were rejected"
+            } else {
+                "no credentials are configured (set http_proxy.proxy_user and proxy_password)"
+            };
+            Err(Error::new(
+                Stage::ProxyConnect,
+                ErrorKind::ProxyAuth {
+                    schemes: head.auth_schemes.clone(),
+                },
+                format!("proxy {peer} answered {status_line} to CONNECT {target}: {sent}; the proxy offers: {offered}"),
+            ))
+        }
+        Outcome::Refused => Err(Error::new(
+            Stage::ProxyConnect,
+            ErrorKind::ProxyRefused {
+                code: head.code,
+                reason,
+            },
+            format!("proxy {peer} refused CONNECT {target}: {status_line}"),
+        )),
+    }
+}
+
+fn protocol_error(plan: &Plan, peer: &str, why: &str) -> Error {
+    Error::new(
+        Stage::ProxyConnect,
+        ErrorKind::ProxyProtocol,
+        format!("proxy {peer}: {}", plan.redact(why)),
+    )
+}
+
+/// A stream that first yields bytes already read from it (those the proxy sent right behind
+/// its 2xx reply), then reads from the stream itself.
+pub struct Prefixed<S> {
+    prefix: Vec<u8>,
+    offset: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    /// Puts `prefix` in front of `inner`.
+    pub fn new(prefix: Vec<u8>, inner: S) -> Prefixed<S> {
+        Prefixed {
+            prefix,
+            offset: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.offset < this.prefix.len() {
+            let n = buf.remaining().min(this.prefix.len() - this.offset);
+            buf.put_slice(&this.prefix[this.offset..this.offset + n]);
+            this.offset += n;
+            if this.offset == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.offset = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
