@@ -50,27 +50,32 @@ pub enum Status {
 }
 
 impl Status {
+    /// The constant's name as a C string, as in the header: `"DTUN_ERR_PROXY_AUTH"`.
+    pub fn c_name(self) -> &'static std::ffi::CStr {
+        match self {
+            Status::DTUN_OK => c"DTUN_OK",
+            Status::DTUN_TIMED_OUT => c"DTUN_TIMED_OUT",
+            Status::DTUN_CLOSED => c"DTUN_CLOSED",
+            Status::DTUN_ERR_INVALID_ARGUMENT => c"DTUN_ERR_INVALID_ARGUMENT",
+            Status::DTUN_ERR_CONFIG => c"DTUN_ERR_CONFIG",
+            Status::DTUN_ERR_RESOLVE => c"DTUN_ERR_RESOLVE",
+            Status::DTUN_ERR_CONNECT => c"DTUN_ERR_CONNECT",
+            Status::DTUN_ERR_TIMEOUT => c"DTUN_ERR_TIMEOUT",
+            Status::DTUN_ERR_PROXY_TLS => c"DTUN_ERR_PROXY_TLS",
+            Status::DTUN_ERR_PROXY_CERT => c"DTUN_ERR_PROXY_CERT",
+            Status::DTUN_ERR_PROXY_AUTH => c"DTUN_ERR_PROXY_AUTH",
+            Status::DTUN_ERR_PROXY_REFUSED => c"DTUN_ERR_PROXY_REFUSED",
+            Status::DTUN_ERR_PROXY_PROTOCOL => c"DTUN_ERR_PROXY_PROTOCOL",
+            Status::DTUN_ERR_COLLECTOR_TLS => c"DTUN_ERR_COLLECTOR_TLS",
+            Status::DTUN_ERR_COLLECTOR_CERT => c"DTUN_ERR_COLLECTOR_CERT",
+            Status::DTUN_ERR_IO => c"DTUN_ERR_IO",
+            Status::DTUN_ERR_INTERNAL => c"DTUN_ERR_INTERNAL",
+        }
+    }
+
     /// The constant's name, as in the header: `"DTUN_ERR_PROXY_AUTH"`.
     pub fn name(self) -> &'static str {
-        match self {
-            Status::DTUN_OK => "DTUN_OK",
-            Status::DTUN_TIMED_OUT => "DTUN_TIMED_OUT",
-            Status::DTUN_CLOSED => "DTUN_CLOSED",
-            Status::DTUN_ERR_INVALID_ARGUMENT => "DTUN_ERR_INVALID_ARGUMENT",
-            Status::DTUN_ERR_CONFIG => "DTUN_ERR_CONFIG",
-            Status::DTUN_ERR_RESOLVE => "DTUN_ERR_RESOLVE",
-            Status::DTUN_ERR_CONNECT => "DTUN_ERR_CONNECT",
-            Status::DTUN_ERR_TIMEOUT => "DTUN_ERR_TIMEOUT",
-            Status::DTUN_ERR_PROXY_TLS => "DTUN_ERR_PROXY_TLS",
-            Status::DTUN_ERR_PROXY_CERT => "DTUN_ERR_PROXY_CERT",
-            Status::DTUN_ERR_PROXY_AUTH => "DTUN_ERR_PROXY_AUTH",
-            Status::DTUN_ERR_PROXY_REFUSED => "DTUN_ERR_PROXY_REFUSED",
-            Status::DTUN_ERR_PROXY_PROTOCOL => "DTUN_ERR_PROXY_PROTOCOL",
-            Status::DTUN_ERR_COLLECTOR_TLS => "DTUN_ERR_COLLECTOR_TLS",
-            Status::DTUN_ERR_COLLECTOR_CERT => "DTUN_ERR_COLLECTOR_CERT",
-            Status::DTUN_ERR_IO => "DTUN_ERR_IO",
-            Status::DTUN_ERR_INTERNAL => "DTUN_ERR_INTERNAL",
-        }
+        self.c_name().to_str().unwrap_or("DTUN_UNKNOWN")
     }
 
     /// Every status, in numeric order (for tests and tables).

@@ -1,1 +1,349 @@
-//! The C API.
+//! The C API (`include/dragent_tunnel.h`, generated from this module by cbindgen).
+//!
+//! Every function here only checks its arguments, calls the Rust API and maps the result:
+//! no logic lives at the boundary. Every function catches panics.
+//!
+//! Safety, for every function: each pointer argument is NULL or valid for what its doc
+//! comment says (a live handle from this library, `len` readable bytes, a NUL-terminated
+//! string); the per-function docs are the C contract, so no separate `# Safety` sections.
+#![allow(clippy::missing_safety_doc)]
+
+mod boundary;
+mod handles;
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::path::Path;
+
+pub use handles::{dtun_config, dtun_conn};
+
+use crate::config::TunnelConfig;
+use crate::conn::{Connection, Transfer, Wait};
+use crate::error::{Error, Status};
+use crate::log::{self, LogLevel};
+use boundary::{guard, guard_void, non_null, set_last_error};
+use handles::Handle;
+
+/// `timeout_ms` value that waits without limit. 0 never waits.
+#[allow(unused_parens)]
+pub const DTUN_WAIT_FOREVER: i32 = (-1);
+/// The library's major version.
+pub const DTUN_VERSION_MAJOR: u32 = 0;
+/// The library's minor version.
+pub const DTUN_VERSION_MINOR: u32 = 1;
+/// The library's patch version.
+pub const DTUN_VERSION_PATCH: u32 = 0;
+
+/// A `dtun_status` passed in by C, read as the integer it is: C may pass any value, and a
+/// Rust enum must never hold one it does not declare.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+pub struct StatusArg(c_int);
+
+/// A `dtun_log_level` passed in by C, read as the integer it is.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+pub struct LogLevelArg(c_int);
+
+/// Receives the library's log records.
+///
+/// `userdata` is the pointer given to `dtun_set_logger`; `message` is a NUL-terminated
+/// UTF-8 line valid only during the call. Called from any thread, the library's own
+/// included, possibly from several at once: it must be thread-safe, must not block for
+/// long, and must not call `dtun_set_logger`.
+#[allow(non_camel_case_types)]
+pub type dtun_log_fn =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, level: LogLevel, message: *const c_char)>;
+
+/// The library's version, `"0.1.0"`. Static storage; never free it.
+#[no_mangle]
+pub extern "C" fn dtun_version() -> *const c_char {
+    static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    VERSION.as_ptr().cast()
+}
+
+/// The name of a status, `"DTUN_ERR_PROXY_AUTH"`; `"DTUN_UNKNOWN"` for a value that is not a
+/// status. Static storage; never free it. Does not change `dtun_last_error()`.
+#[no_mangle]
+pub extern "C" fn dtun_status_name(s: StatusArg) -> *const c_char {
+    Status::ALL
+        .iter()
+        .find(|known| **known as c_int == s.0)
+        .map_or(c"DTUN_UNKNOWN".as_ptr(), |known| known.c_name().as_ptr())
+}
+
+/// This thread's last failure in words; `""` if the thread's last call succeeded.
+///
+/// The text names what failed and where (key, file, host:port, stage, the proxy's status
+/// line) and never holds the proxy password or the `Proxy-Authorization` value. The
+/// pointer stays valid until this thread's next `dtun_` call; never free it.
+#[no_mangle]
+pub extern "C" fn dtun_last_error() -> *const c_char {
+    boundary::last_error_ptr()
+}
+
+/// Creates a configuration holding every documented default (direct TLS to
+/// `collector.sysdigcloud.com:6443`, system trust store). On success writes a new handle to
+/// `*out`, which the caller frees with `dtun_config_free`; on failure `*out` is untouched.
+#[no_mangle]
+pub unsafe extern "C" fn dtun_config_new(out: *mut *mut dtun_config) -> Status {
+    guard(|| {
+        non_null(out, "out")?;
+        let cfg = TunnelConfig::new()?;
+        unsafe { *out = dtun_config::into_raw(cfg) };
+        Ok(Status::DTUN_OK)
+    })
+}
+
+/// Reads a dragent.yaml file (`path`: NUL-terminated, relative to the working directory)
+/// and builds a configuration. CA files it names are read now. Blocks for the file reads
+/// only. On success writes a new handle to `*out` (free it with `dtun_config_free`); on
+/// failure returns `DTUN_ERR_CONFIG` with the key, file, or line and column in
+/// `dtun_last_error()`, and `*out` is untouched.
+#[no_mangle]
+pub unsafe extern "C" fn dtun_config_from_file(
+    path: *const c_char,
+    out: *mut *mut dtun_config,
+) -> Status {
+    guard(|| {
+        non_null(path, "path")?;
+        non_null(out, "out")?;
+        let path = unsafe { CStr::from_ptr(path) }
+            .to_str()
+            .map_err(|_| Error::invalid_argument("path is not UTF-8"))?;
+        let cfg = TunnelConfig::from_file(Path::new(path))?;
+        unsafe { *out = dtun_config::into_raw(cfg) };
+        Ok(Status::DTUN_OK)
+    })
+}
+
+/// Builds a configuration from dragent.yaml text: `len` bytes at `yaml` (no terminator
+/// needed; `yaml` may be NULL when `len` is 0, giving every default). Same rules and
+/// outputs as `dtun_config_from_file`.
+#[no_mangle]
+pub unsafe extern "C" fn dtun_config_from_yaml(
+    yaml: *const c_char,
+    len: usize,
+    out: *mut *mut dtun_config,
+) -> Status {
+    guard(|| {
+        non_null(out, "out")?;
+        let bytes = if len == 0 {
+            &[][..]
+        } else {
+            non_null(yaml, "yaml")?;
+            unsafe { std::slice::from_raw_parts(yaml.cast::<u8>(), len) }
+        };
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| Error::config("dragent.yaml text is not UTF-8"))?;
+        let cfg = TunnelConfig::from_yaml(text)?;
+        unsafe { *out = dtun_config::into_raw(cfg) };
+        Ok(Status::DTUN_OK)
+    })
+}
+
+/// Sets one key by its dotted dragent.yaml name (`"collector_port"`,
+/// `"http_proxy.proxy_host"`, `"http_proxy.ssl"`...) from the value as YAML scalar text
+/// (`"3128"`, `"true"`, `"squid.example"`; an empty string restores the default), with the
+/// same parsing and checks as loading a file; a CA file is read now. Unknown key:
+/// `DTUN_ERR_INVALID_ARGUMENT`; bad value or a contradiction between keys:
+/// `DTUN_ERR_CONFIG`. On failure the config is unchanged. Must not run while another
+/// thread uses the same config; connections already open are not affected.
+#[no_mangle]
+pub unsafe extern "C" fn dtun_config_set(
+    cfg: *mut dtun_config,
+    key: *const c_char,
+    value: *const c_char,
+) -> Status {
+    guard(|| {
+        non_null(key, "key")?;
+        non_null(value, "value")?;
+        let cfg = unsafe { dtun_config::get_mut(cfg) }?;
+        let key = unsafe { CStr::from_ptr(key) }
+            .to_str()
+            .map_err(|_| Error::invalid_argument("key is not UTF-8"))?;
+        let value = unsafe { CStr::from_ptr(value) }
+            .to_str()
+            .map_err(|_| Error::config(format!("{key}: the value is not UTF-8")))?;
+        cfg.inner.set(key, value)?;
+        Ok(Status::DTUN_OK)
+    })
+}
+
+/// Frees a configuration and wipes the password from memory. NULL is a no-op. Connections
+/// opened from it stay open and usable.
+#[no_mangle]
+pub unsafe extern "C" fn dtun_config_free(cfg: *mut dtun_config) {
+    guard_void(|| unsafe { dtun_config::free(cfg) })
+}
+
+/// Opens a tunnel to the collector as the config says: resolve, TCP, [TLS to proxy],
+/// CONNECT, [TLS to collector]. Blocks until the tunnel is ready for application bytes or
+/// `timeout_ms` passes (one deadline for all stages; `DTUN_WAIT_FOREVER` waits without
+/// limit; 0 fails at once with `DTUN_ERR_TIMEOUT` unless nothing needs waiting). The config
+/// may be shared by threads opening at the same time and may be freed afterwards. On
+/// success writes a new handle to `*out`, which the caller frees with `dtun_close`; on
+/// failure `*out` is untouched and `dtun_last_error()` says which stage failed and why.
+#[no_mangle]
+pub unsafe extern "C" fn dtun_open(
+    cfg: *const dtun_config,
+    timeout_ms: i32,
+    out: *mut *mut dtun_conn,
+) -> Status {
+    guard(|| {
+        non_null(out, "out")?;
+        let cfg = unsafe { dtun_config::get(cfg) }?;
+        let wait = Wait::from_millis(timeout_ms)?;
+        let conn = Connection::open(&cfg.inner, wait)?;
+        unsafe { *out = dtun_conn::into_raw(conn) };
+        Ok(Status::DTUN_OK)
+    })
+}
+
+/// Sends `len` bytes from `buf` (NULL allowed when `len` is 0). Blocks until every byte is
+/// accepted, the timeout passes, or the connection breaks. Whatever the outcome after the
+/// arguments are checked, `*sent` says how many bytes were accepted: all of them with
+/// `DTUN_OK`, possibly some with `DTUN_TIMED_OUT` (the connection stays usable: send the
+/// rest later). Accepted bytes are queued for the wire; a call with `len` 0 pushes out
+/// what a timed-out call left queued. `DTUN_ERR_IO`: the connection broke (reset, TLS
+/// error, peer gone). One thread may send while another receives on the same connection.
+#[no_mangle]
+pub unsafe extern "C" fn dtun_send(
+    c: *mut dtun_conn,
+    buf: *const u8,
+    len: usize,
+    sent: *mut usize,
+    timeout_ms: i32,
+) -> Status {
+    guard(|| {
+        non_null(sent, "sent")?;
+        let conn = unsafe { dtun_conn::get(c) }?;
+        let data = if len == 0 {
+            &[][..]
+        } else {
+            non_null(buf, "buf")?;
+            unsafe { std::slice::from_raw_parts(buf, len) }
+        };
+        let wait = Wait::from_millis(timeout_ms)?;
+        let (accepted, result) = conn.inner.send(data, wait);
+        unsafe { *sent = accepted };
+        transfer_status(result)
+    })
+}
+
+/// Receives up to `cap` bytes into `buf`. Blocks until at least one byte is available (then
+/// returns what is available, like POSIX `recv`), the timeout passes (`DTUN_TIMED_OUT`,
+/// `*received == 0`, the connection stays usable), or the collector ends the stream
+/// (`DTUN_CLOSED`, `*received == 0`). Bytes the proxy sent right behind its 2xx reply are
+/// delivered first. `*received` is written whenever the arguments are valid (0 on errors).
+/// `cap` 0 returns `DTUN_OK` at once with `*received == 0`.
+#[no_mangle]
+pub unsafe extern "C" fn dtun_recv(
+    c: *mut dtun_conn,
+    buf: *mut u8,
+    cap: usize,
+    received: *mut usize,
+    timeout_ms: i32,
+) -> Status {
+    guard(|| {
+        non_null(received, "received")?;
+        let conn = unsafe { dtun_conn::get(c) }?;
+        let wait = Wait::from_millis(timeout_ms)?;
+        let data = if cap == 0 {
+            &mut [][..]
+        } else {
+            non_null(buf, "buf")?;
+            unsafe { std::slice::from_raw_parts_mut(buf, cap) }
+        };
+        let (n, result) = conn.inner.recv(data, wait);
+        unsafe { *received = n };
+        transfer_status(result)
+    })
+}
+
+/// Closes a tunnel: sends TLS close_notify on each TLS layer and flushes, waiting at most
+/// half a second, then closes the socket and frees the handle. NULL is a no-op. Must not
+/// run while another thread is in `dtun_send` or `dtun_recv` on the same connection.
+#[no_mangle]
+pub unsafe extern "C" fn dtun_close(c: *mut dtun_conn) {
+    guard_void(|| unsafe { dtun_conn::free(c) })
+}
+
+/// Sends the library's log records at `max_level` and more severe to `fn`, with
+/// `userdata`; `fn` NULL turns logging off. When this returns, the previous callback has
+/// finished every call and is never called again. Records never contain the proxy password
+/// or the `Proxy-Authorization` value, at any level. A `max_level` below
+/// `DTUN_LOG_ERROR` turns logging off; above `DTUN_LOG_TRACE` means `DTUN_LOG_TRACE`.
+#[no_mangle]
+pub extern "C" fn dtun_set_logger(r#fn: dtun_log_fn, userdata: *mut c_void, max_level: LogLevelArg) {
+    guard_void(|| {
+        let level = match max_level.0 {
+            i32::MIN..=0 => None,
+            1 => Some(LogLevel::DTUN_LOG_ERROR),
+            2 => Some(LogLevel::DTUN_LOG_WARN),
+            3 => Some(LogLevel::DTUN_LOG_INFO),
+            4 => Some(LogLevel::DTUN_LOG_DEBUG),
+            _ => Some(LogLevel::DTUN_LOG_TRACE),
+        };
+        match (r#fn, level) {
+            (Some(callback), Some(level)) => {
+                let userdata = UserData(userdata);
+                let sink: log::Sink = Box::new(move |level, message| {
+                    let text = std::ffi::CString::new(message.replace('\0', "?")).unwrap_or_default();
+                    // SAFETY: the caller promised a thread-safe callback for this userdata.
+                    unsafe { callback(userdata.get(), level, text.as_ptr()) };
+                });
+                log::set_logger(Some(sink), level);
+            }
+            _ => log::set_logger(None, LogLevel::DTUN_LOG_ERROR),
+        }
+        set_last_error("");
+    })
+}
+
+/// The application's pointer, handed back to its callback from any thread.
+#[derive(Clone, Copy)]
+struct UserData(*mut c_void);
+// SAFETY: the C contract of dtun_set_logger makes the callback and its userdata thread-safe.
+unsafe impl Send for UserData {}
+unsafe impl Sync for UserData {}
+impl UserData {
+    fn get(self) -> *mut c_void {
+        self.0
+    }
+}
+
+fn transfer_status(result: crate::Result<Transfer>) -> Result<Status, Error> {
+    Ok(match result? {
+        Transfer::Complete => Status::DTUN_OK,
+        Transfer::TimedOut => Status::DTUN_TIMED_OUT,
+        Transfer::Closed => Status::DTUN_CLOSED,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_macros_match_cargo_toml() {
+        let parts: Vec<u32> = env!("CARGO_PKG_VERSION")
+            .split('.')
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(parts, [DTUN_VERSION_MAJOR, DTUN_VERSION_MINOR, DTUN_VERSION_PATCH]);
+        let v = unsafe { CStr::from_ptr(dtun_version()) };
+        assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn status_names_including_unknown() {
+        for s in Status::ALL {
+            let n = unsafe { CStr::from_ptr(dtun_status_name(StatusArg(s as c_int))) };
+            assert_eq!(n.to_str().unwrap(), s.name());
+        }
+        for bad in [-1, 3, 99, 102, 200, i32::MAX] {
+            let n = unsafe { CStr::from_ptr(dtun_status_name(StatusArg(bad))) };
+            assert_eq!(n.to_str().unwrap(), "DTUN_UNKNOWN");
+        }
+    }
+}
