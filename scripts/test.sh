@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The full test suite: the README's test command, and what .ci/run calls.
+#
+# Installs what the tests need when it is missing (Debian packages as root, the pinned
+# cbindgen from crates.io), then: format and lint checks, the committed header against a
+# fresh cbindgen run, every Rust test (unit, property, end to end, real squid and
+# tinyproxy), the C tests and examples under ctest (one under valgrind), and the installed
+# package consumed by pkg-config, find_package and a static link.
+#
+# The real-proxy tests may not skip here: a missing squid or tinyproxy is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CBINDGEN_VERSION=0.29.0
+step() { printf '\n==> %s\n' "$*"; }
+
+step "dependencies"
+need_pkgs=()
+command -v squid >/dev/null || need_pkgs+=(squid-openssl)
+command -v tinyproxy >/dev/null || need_pkgs+=(tinyproxy)
+command -v cmake >/dev/null || need_pkgs+=(cmake)
+command -v htpasswd >/dev/null || need_pkgs+=(apache2-utils)
+command -v valgrind >/dev/null || need_pkgs+=(valgrind)
+command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
+command -v cc >/dev/null || need_pkgs+=(gcc)
+command -v c++ >/dev/null || need_pkgs+=(g++)
+[ -f /usr/include/curl/curl.h ] || need_pkgs+=(libcurl4-openssl-dev)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+        echo "missing: ${need_pkgs[*]}; install them (Debian: apt-get install -y ${need_pkgs[*]}) or run this as root" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${need_pkgs[@]}"
+fi
+# Debian starts neither proxy on install here; our tests start their own on loopback.
+if ! cbindgen --version 2>/dev/null | grep -qx "cbindgen $CBINDGEN_VERSION"; then
+    cargo install cbindgen --version "$CBINDGEN_VERSION" --locked
+fi
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "header is what cbindgen generates"
+scripts/gen-header.sh --verify
+
+step "cargo test (unit, property, end to end, real proxies)"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+DTUN_REQUIRE_REAL_PROXIES=1 cargo test --workspace --locked 2>&1 | tee "$log"
+if grep -q "SKIPPED" "$log"; then
+    echo "some tests were skipped (see SKIPPED lines above): the full suite may not skip" >&2
+    exit 1
+fi
+
+step "C tests, examples and package consumers"
+scripts/c-tests.sh
