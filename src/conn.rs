@@ -143,7 +143,11 @@ impl Connection {
                 Wait::For(limit) => tokio::time::timeout(limit, work).await.ok(),
             }
         });
-        crate::dtun_log!(DTUN_LOG_TRACE, "send: {sent} of {} bytes accepted", buf.len());
+        crate::dtun_log!(
+            DTUN_LOG_TRACE,
+            "send: {sent} of {} bytes accepted",
+            buf.len()
+        );
         let result = match outcome {
             None => Ok(Transfer::TimedOut),
             Some(Ok(())) => Ok(Transfer::Complete),
@@ -202,9 +206,8 @@ impl Drop for Connection {
                 .writer
                 .get_mut()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let _ = rt.block_on(async {
-                tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await
-            });
+            let _ =
+                rt.block_on(async { tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await });
         }
         crate::dtun_log!(DTUN_LOG_DEBUG, "tunnel closed ({})", self.route);
     }
@@ -212,7 +215,9 @@ impl Drop for Connection {
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection").field("route", &self.route).finish()
+        f.debug_struct("Connection")
+            .field("route", &self.route)
+            .finish()
     }
 }
 

@@ -289,7 +289,9 @@ mod tests {
 
     #[test]
     fn status_numbers_are_the_contract() {
-        let expected = [0, 1, 2, 100, 101, 110, 111, 112, 120, 121, 122, 123, 124, 130, 131, 140, 199];
+        let expected = [
+            0, 1, 2, 100, 101, 110, 111, 112, 120, 121, 122, 123, 124, 130, 131, 140, 199,
+        ];
         let actual: Vec<i32> = Status::ALL.iter().map(|s| *s as i32).collect();
         assert_eq!(actual, expected);
         for s in Status::ALL {

@@ -48,7 +48,9 @@ static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 /// Installs (or with `None` removes) the sink and its level filter. When this returns, the
 /// previous sink has finished every call and will not be called again.
 pub fn set_logger(sink: Option<Sink>, max_level: LogLevel) {
-    let mut slot = SINK.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut slot = SINK
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let level = if sink.is_some() { max_level as u8 } else { 0 };
     *slot = sink;
     MAX_LEVEL.store(level, Ordering::Release);

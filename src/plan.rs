@@ -63,7 +63,8 @@ impl Plan {
             None
         };
         let proxy = if s.uses_proxy() {
-            let host = Host::parse("http_proxy.proxy_host", &s.proxy.host).map_err(Error::config)?;
+            let host =
+                Host::parse("http_proxy.proxy_host", &s.proxy.host).map_err(Error::config)?;
             let tls = if s.proxy.ssl {
                 Some(TlsHop {
                     config: tls::client_config(s.proxy.ca.as_ref(), s.proxy.verify)?,
@@ -114,7 +115,11 @@ impl Plan {
         let collector = format!(
             "collector {} ({})",
             self.collector_authority(),
-            if self.collector_tls.is_some() { "TLS" } else { "plain" }
+            if self.collector_tls.is_some() {
+                "TLS"
+            } else {
+                "plain"
+            }
         );
         match &self.proxy {
             None => format!("direct to {collector}"),

@@ -77,7 +77,11 @@ pub async fn establish(plan: &Plan, progress: &mut Progress) -> Result<BoxStream
         Some(p) => (&p.host, p.port),
         None => (&plan.collector, plan.collector_port),
     };
-    let what = if plan.proxy.is_some() { "proxy" } else { "collector" };
+    let what = if plan.proxy.is_some() {
+        "proxy"
+    } else {
+        "collector"
+    };
     let addrs = resolve(what, first_host, first_port).await?;
     progress.enter(Stage::Connect);
     let tcp = connect_any(what, first_host, first_port, &addrs, progress).await?;
@@ -143,7 +147,11 @@ async fn connect_any(
                 // Small writes (a CONNECT head, a handshake flight, an agent message) must
                 // leave at once: Nagle would hold them for the peer's delayed ACK.
                 tcp.set_nodelay(true).map_err(|e| {
-                    Error::new(Stage::Connect, ErrorKind::Connect, format!("TCP_NODELAY: {e}"))
+                    Error::new(
+                        Stage::Connect,
+                        ErrorKind::Connect,
+                        format!("TCP_NODELAY: {e}"),
+                    )
                 })?;
                 progress.peer = Some(*addr);
                 return Ok(tcp);
@@ -193,7 +201,10 @@ async fn send_connect(
     peer: &str,
     progress: &mut Progress,
 ) -> Result<BoxStream> {
-    let proxy = plan.proxy.as_ref().ok_or_else(|| Error::internal("no proxy in plan"))?;
+    let proxy = plan
+        .proxy
+        .as_ref()
+        .ok_or_else(|| Error::internal("no proxy in plan"))?;
     let target = plan.collector_authority();
     let io_err = |e: io::Error| {
         Error::new(
@@ -202,12 +213,19 @@ async fn send_connect(
             format!("proxy {peer}: connection failed during CONNECT to {target}: {e}"),
         )
     };
-    stream.write_all(proxy.request.expose()).await.map_err(io_err)?;
+    stream
+        .write_all(proxy.request.expose())
+        .await
+        .map_err(io_err)?;
     stream.flush().await.map_err(io_err)?;
     crate::dtun_log!(
         DTUN_LOG_DEBUG,
         "sent CONNECT {target} to proxy {peer}{}",
-        if proxy.authenticates { " with Basic credentials" } else { "" }
+        if proxy.authenticates {
+            " with Basic credentials"
+        } else {
+            ""
+        }
     );
 
     let mut parser = ReplyParser::new();

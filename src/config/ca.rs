@@ -76,7 +76,12 @@ impl CaFile {
 
 impl std::fmt::Debug for CaFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CaFile({}, {} certificates)", self.path.display(), self.len())
+        write!(
+            f,
+            "CaFile({}, {} certificates)",
+            self.path.display(),
+            self.len()
+        )
     }
 }
 

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use rustls_pki_types::ServerName;
+
 /// A host: a DNS name or an IP literal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Host {
@@ -33,7 +35,11 @@ impl Host {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
             && !t.starts_with('.')
-            && !t.contains("..");
+            && !t.contains("..")
+            // Also a valid DNS name for TLS (no all-numeric last label like `999`, which
+            // resolvers read as an IPv4 address; no label starting or ending with '-'), so
+            // that a bad name is reported here, with its key, and not when the plan is built.
+            && ServerName::try_from(t).is_ok();
         if valid_name {
             Ok(Host::Name(t.to_owned()))
         } else {
@@ -78,14 +84,32 @@ mod tests {
             Host::Name("collector.sysdigcloud.com".into())
         );
         assert!(Host::parse("k", "10.0.0.1").unwrap().is_ip());
-        assert_eq!(Host::parse("k", "::1").unwrap().authority(6443), "[::1]:6443");
-        assert_eq!(Host::parse("k", "[2001:db8::1]").unwrap().authority(1), "[2001:db8::1]:1");
-        assert_eq!(Host::parse("k", "10.0.0.1").unwrap().authority(80), "10.0.0.1:80");
+        assert_eq!(
+            Host::parse("k", "::1").unwrap().authority(6443),
+            "[::1]:6443"
+        );
+        assert_eq!(
+            Host::parse("k", "[2001:db8::1]").unwrap().authority(1),
+            "[2001:db8::1]:1"
+        );
+        assert_eq!(
+            Host::parse("k", "10.0.0.1").unwrap().authority(80),
+            "10.0.0.1:80"
+        );
     }
 
     #[test]
     fn injection_and_junk_rejected() {
-        for bad in ["", "a b", "evil\r\nX-Injected: 1", "host/path", "user@host", "a..b", ".a", "h\0"] {
+        for bad in [
+            "",
+            "a b",
+            "evil\r\nX-Injected: 1",
+            "host/path",
+            "user@host",
+            "a..b",
+            ".a",
+            "h\0",
+        ] {
             let e = Host::parse("collector", bad).unwrap_err();
             assert!(e.starts_with("collector:"), "{e}");
         }

@@ -228,9 +228,8 @@ impl TunnelConfig {
         let text = String::from_utf8(bytes).map_err(|_| {
             Error::config(format!("config file {} is not UTF-8 text", path.display()))
         })?;
-        TunnelConfig::from_yaml(&text).map_err(|e| {
-            Error::config(format!("{}: {}", path.display(), e.message()))
-        })
+        TunnelConfig::from_yaml(&text)
+            .map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))
     }
 
     /// Sets one key by its dotted name (`"http_proxy.proxy_port"`) from YAML scalar text

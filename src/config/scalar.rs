@@ -42,10 +42,14 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         Ok(Scalar(v.to_string()))
     }
     fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Scalar, A::Error> {
-        Err(de::Error::custom("expected a scalar value, found a sequence"))
+        Err(de::Error::custom(
+            "expected a scalar value, found a sequence",
+        ))
     }
     fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Scalar, A::Error> {
-        Err(de::Error::custom("expected a scalar value, found a mapping"))
+        Err(de::Error::custom(
+            "expected a scalar value, found a mapping",
+        ))
     }
 }
 

@@ -62,7 +62,10 @@ impl RawFile {
             ("http_proxy.proxy_user", t(p.proxy_user)),
             ("http_proxy.proxy_password", t(p.proxy_password)),
             ("http_proxy.ssl", t(p.ssl)),
-            ("http_proxy.ssl_verify_certificate", t(p.ssl_verify_certificate)),
+            (
+                "http_proxy.ssl_verify_certificate",
+                t(p.ssl_verify_certificate),
+            ),
             ("http_proxy.ca_certificate", t(p.ca_certificate)),
         ]
     }
@@ -72,6 +75,13 @@ impl RawFile {
 pub(crate) fn parse_scalar_text(key: &str, text: &str) -> Result<Option<String>> {
     if text.trim().is_empty() {
         return Ok(None);
+    }
+    // C callers pass raw values: a password like "#1secret" or "pass #1" would silently lose
+    // its tail to a YAML comment. Refuse rather than guess.
+    if text.trim_start().starts_with('#') || text.contains(" #") || text.contains("\t#") {
+        return Err(Error::config(format!(
+            "{key}: the value would be read as a YAML comment from its '#'; quote it (e.g. \"'...'\")"
+        )));
     }
     serde_yaml::from_str::<Option<Scalar>>(text)
         .map(|v| v.map(|s| s.0))

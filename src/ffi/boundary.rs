@@ -40,7 +40,9 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<Status, Error>) -> Status {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(&format!("internal error (a bug in dragent-tunnel, please report it): {what}"));
+            set_last_error(&format!(
+                "internal error (a bug in dragent-tunnel, please report it): {what}"
+            ));
             Status::DTUN_ERR_INTERNAL
         }
     }

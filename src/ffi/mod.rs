@@ -274,7 +274,11 @@ pub unsafe extern "C" fn dtun_close(c: *mut dtun_conn) {
 /// or the `Proxy-Authorization` value, at any level. A `max_level` below
 /// `DTUN_LOG_ERROR` turns logging off; above `DTUN_LOG_TRACE` means `DTUN_LOG_TRACE`.
 #[no_mangle]
-pub extern "C" fn dtun_set_logger(r#fn: dtun_log_fn, userdata: *mut c_void, max_level: LogLevelArg) {
+pub extern "C" fn dtun_set_logger(
+    r#fn: dtun_log_fn,
+    userdata: *mut c_void,
+    max_level: LogLevelArg,
+) {
     guard_void(|| {
         let level = match max_level.0 {
             i32::MIN..=0 => None,
@@ -288,7 +292,8 @@ pub extern "C" fn dtun_set_logger(r#fn: dtun_log_fn, userdata: *mut c_void, max_
             (Some(callback), Some(level)) => {
                 let userdata = UserData(userdata);
                 let sink: log::Sink = Box::new(move |level, message| {
-                    let text = std::ffi::CString::new(message.replace('\0', "?")).unwrap_or_default();
+                    let text =
+                        std::ffi::CString::new(message.replace('\0', "?")).unwrap_or_default();
                     // SAFETY: the caller promised a thread-safe callback for this userdata.
                     unsafe { callback(userdata.get(), level, text.as_ptr()) };
                 });
@@ -330,7 +335,10 @@ mod tests {
             .split('.')
             .map(|p| p.parse().unwrap())
             .collect();
-        assert_eq!(parts, [DTUN_VERSION_MAJOR, DTUN_VERSION_MINOR, DTUN_VERSION_PATCH]);
+        assert_eq!(
+            parts,
+            [DTUN_VERSION_MAJOR, DTUN_VERSION_MINOR, DTUN_VERSION_PATCH]
+        );
         let v = unsafe { CStr::from_ptr(dtun_version()) };
         assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
     }

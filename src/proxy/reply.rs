@@ -28,7 +28,7 @@ pub struct ReplyHead {
 pub enum Outcome {
     /// Any 2xx: the tunnel is open.
     Tunnel,
-    /// 407: the proxy wants (other) credentials.
+    /// 407 (or 401, as tinyproxy answers wrong credentials): the proxy wants (other) credentials.
     AuthRequired,
     /// Any other status.
     Refused,
@@ -39,16 +39,21 @@ impl ReplyHead {
     pub fn outcome(&self) -> Outcome {
         match self.code {
             200..=299 => Outcome::Tunnel,
-            407 => Outcome::AuthRequired,
+            // 407 is the proxy's own auth challenge; tinyproxy answers wrong credentials
+            // with 401, which to the agent means the same: the proxy wants other credentials.
+            401 | 407 => Outcome::AuthRequired,
             _ => Outcome::Refused,
         }
     }
 
     /// The status line as `HTTP/1.x CODE REASON`, for messages.
     pub fn status_line(&self) -> String {
-        format!("HTTP/1.{} {} {}", self.minor_version, self.code, self.reason)
-            .trim_end()
-            .to_owned()
+        format!(
+            "HTTP/1.{} {} {}",
+            self.minor_version, self.code, self.reason
+        )
+        .trim_end()
+        .to_owned()
     }
 }
 
@@ -106,8 +111,11 @@ impl ReplyParser {
         let room = MAX_REPLY_HEAD - self.head.len();
         let take = data.len().min(room);
         self.head.extend_from_slice(&data[..take]);
-        check_status_prefix(&self.head)?;
-        match find_head_end(&self.head, self.scanned) {
+        let end = find_head_end(&self.head, self.scanned);
+        // Only the head is checked: the bytes after the blank line belong to the tunnel and
+        // may hold anything (a TLS record's NUL bytes).
+        check_status_prefix(&self.head[..end.unwrap_or(self.head.len())])?;
+        match end {
             Some(end) => {
                 let mut rest = self.head.split_off(end);
                 rest.extend_from_slice(&data[take..]);
@@ -220,7 +228,8 @@ fn parse_head(head: &[u8]) -> Result<ReplyHead, ParseError> {
         };
         let (name, value) = (&line[..colon], &line[colon + 1..]);
         if name.eq_ignore_ascii_case(b"proxy-authenticate") {
-            auth_schemes.extend(challenge_schemes(&printable(value)));
+            // Not `printable`: its 80-character cut would drop the schemes of a long value.
+            auth_schemes.extend(challenge_schemes(&String::from_utf8_lossy(value)));
         }
     }
     Ok(ReplyHead {
@@ -235,12 +244,40 @@ fn parse_head(head: &[u8]) -> Result<ReplyHead, ParseError> {
 /// `Basic realm="x", NTLM` gives `Basic` and `NTLM`; parameters (`charset="UTF-8"`) are not
 /// schemes.
 fn challenge_schemes(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .filter_map(|part| part.split_whitespace().next())
-        .filter(|token| !token.contains('=') && !token.contains('"'))
-        .map(str::to_owned)
+    // Split on the commas outside quoted strings (`realm="Acme, Inc."` is one parameter).
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&value[start..]);
+    // A part starting with a token followed by the end or by whitespace then anything but
+    // `=` starts a challenge; a parameter (`a=b`, `a = "b"`) or junk does not.
+    parts
+        .into_iter()
+        .filter_map(|part| {
+            let part = part.trim_start_matches([' ', '\t']);
+            let len = part.bytes().take_while(|&b| is_tchar(b)).count();
+            let (scheme, after) = part.split_at(len);
+            let after_space = after.trim_start_matches([' ', '\t']);
+            let ends = after.is_empty() || after_space.len() < after.len();
+            (!scheme.is_empty() && ends && !after_space.starts_with('=')).then(|| scheme.to_owned())
+        })
         .collect()
+}
+
+/// A character of an HTTP token (RFC 9110 5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Text safe to show: lossily decoded, control characters replaced, at most 80 characters.

@@ -60,7 +60,8 @@ mod tests {
     #[test]
     fn ipv6_authority_is_passed_through_bracketed() {
         let r = connect_request("[2001:db8::1]:443", None);
-        assert!(text(&r).starts_with("CONNECT [2001:db8::1]:443 HTTP/1.1\r\nHost: [2001:db8::1]:443\r\n"));
+        assert!(text(&r)
+            .starts_with("CONNECT [2001:db8::1]:443 HTTP/1.1\r\nHost: [2001:db8::1]:443\r\n"));
     }
 
     #[test]
@@ -82,7 +83,12 @@ mod tests {
         assert!(line.len() > 500);
         assert_eq!(req.matches("\r\n").count(), 4);
         let b64 = line.trim_start_matches("Proxy-Authorization: Basic ");
-        let decoded = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
-        assert_eq!(decoded, format!("{user}:{}", "p:a@s/s%w+rd".repeat(30)).into_bytes());
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        assert_eq!(
+            decoded,
+            format!("{user}:{}", "p:a@s/s%w+rd".repeat(30)).into_bytes()
+        );
     }
 }

@@ -1,0 +1,903 @@
+//! A real squid (the `squid-openssl` build, 5.x) as a CONNECT proxy for tests.
+//!
+//! [`Squid::start`] runs one squid in the foreground (`squid -N -f FILE`) with up to four
+//! listening ports on 127.0.0.1: plain HTTP, plain HTTP with Basic auth, TLS (`https_port`) and
+//! TLS with Basic auth. Everything it needs (configuration, certificate copies, htpasswd file,
+//! logs, pid file) lives in the directory the caller passes; dropping the handle stops squid and
+//! its helpers. [`squid_available`] says whether this machine can run it at all.
+//!
+//! The module also holds the process plumbing shared with [`crate::tinyproxy`].
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use self::harness::{
+    check_path_for_config, find_program, free_ports, read_tail, ManagedChild, READY_TIMEOUT,
+};
+
+/// How many times [`Squid::start`] picks fresh ports when one of them was taken meanwhile.
+const START_ATTEMPTS: usize = 4;
+
+/// Where Debian, Fedora and source builds put squid's helpers.
+const HELPER_DIRS: &[&str] = &[
+    "/usr/lib/squid",
+    "/usr/lib64/squid",
+    "/usr/libexec/squid",
+    "/usr/local/libexec/squid",
+    "/usr/local/squid/libexec",
+];
+
+/// The password-file helper for Basic auth, if installed.
+fn ncsa_helper() -> Option<PathBuf> {
+    HELPER_DIRS
+        .iter()
+        .map(|dir| Path::new(dir).join("basic_ncsa_auth"))
+        .find(|path| harness::is_executable(path))
+}
+
+/// Whether a usable squid is installed: the binary runs, it was built with OpenSSL (so
+/// `https_port ... tls-cert=...` works, i.e. Debian's `squid-openssl`), the `basic_ncsa_auth`
+/// helper exists and passwords can be hashed (`htpasswd` from apache2-utils, or `openssl`).
+///
+/// The answer is computed once per process.
+pub fn squid_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let Some(squid) = find_program("squid") else {
+            return false;
+        };
+        let built_with_openssl = Command::new(&squid)
+            .arg("-v")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .map(|out| {
+                out.status.success()
+                    && String::from_utf8_lossy(&out.stdout).contains("--with-openssl")
+            })
+            .unwrap_or(false);
+        built_with_openssl
+            && ncsa_helper().is_some()
+            && (find_program("htpasswd").is_some() || find_program("openssl").is_some())
+    })
+}
+
+/// What [`Squid::start`] should run.
+#[derive(Debug, Clone, Default)]
+pub struct SquidOptions {
+    /// Directory for the configuration, the copies of the certificate and key, the htpasswd
+    /// file, `cache.log`, `access.log` and the pid file. Created if missing. When the tests run
+    /// as root squid switches to the user `proxy`: this directory is then handed to that user
+    /// (chown, mode 0755), and ancestors inside the system temp directory that deny others
+    /// search permission get `o+x`. Must not contain whitespace.
+    pub dir: PathBuf,
+    /// Certificate chain (PEM, leaf first) and private key (PEM) for the two TLS ports. The
+    /// files are copied into `dir`. Without it the TLS ports are not opened.
+    pub tls_cert: Option<(PathBuf, PathBuf)>,
+    /// Basic auth users `(name, password)` accepted on the two auth ports. Passwords may contain
+    /// any printable character (`: @ / % +` included); names must not contain `:` or
+    /// whitespace and are case-sensitive. Without users the auth ports are not opened.
+    pub users: Vec<(String, String)>,
+    /// CONNECT is allowed to these ports, on 127.0.0.0/8, `localhost` and `::1` only.
+    /// Other ports and other hosts are answered 403.
+    pub allowed_ports: Vec<u16>,
+    /// CONNECT to this port is answered `403 Forbidden` (after authentication on the auth
+    /// ports), even if it is also in `allowed_ports`.
+    pub denied_port: Option<u16>,
+}
+
+impl SquidOptions {
+    /// Options with only the directory set: just the plain port, no CONNECT allowed.
+    pub fn new(dir: impl Into<PathBuf>) -> SquidOptions {
+        SquidOptions {
+            dir: dir.into(),
+            ..SquidOptions::default()
+        }
+    }
+}
+
+/// A running squid. Dropping it stops squid (SIGTERM, then SIGKILL to its process group after
+/// a bounded wait) and reaps it; squid's graceful stop takes about 2 s.
+///
+/// Rules, in order: on the auth ports a request without valid credentials is answered
+/// `407` (`Proxy-Authenticate: Basic realm="dtun-test"`); CONNECT to
+/// [`SquidOptions::denied_port`] is answered `403`; CONNECT to an allowed port on a loopback
+/// host is tunnelled (`HTTP/1.1 200 Connection established`); anything else is answered `403`.
+/// A CONNECT to an allowed port where nothing listens is answered `503`.
+#[derive(Debug)]
+pub struct Squid {
+    process: ManagedChild,
+    dir: PathBuf,
+    plain: u16,
+    plain_auth: Option<u16>,
+    tls: Option<u16>,
+    tls_auth: Option<u16>,
+    startup: Duration,
+}
+
+/// The listening ports chosen for one start attempt.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    plain: u16,
+    plain_auth: Option<u16>,
+    tls: Option<u16>,
+    tls_auth: Option<u16>,
+}
+
+impl Ports {
+    fn all(&self) -> Vec<u16> {
+        [Some(self.plain), self.plain_auth, self.tls, self.tls_auth]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
+/// The user squid switches to when started as root: (name, uid, gid).
+type RunAs = Option<(String, u32, u32)>;
+
+impl Squid {
+    /// Writes the configuration into `opts.dir` and starts squid, returning once every port
+    /// accepts connections (at most 20 s; typically well under a second).
+    ///
+    /// Errors: squid is not installed (`NotFound`), invalid options (`InvalidInput`), squid
+    /// exited or did not become ready in time (the message contains the end of `cache.log`).
+    pub fn start(opts: SquidOptions) -> io::Result<Squid> {
+        let begin = Instant::now();
+        let squid = find_program("squid")
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "squid is not installed"))?;
+        validate(&opts)?;
+
+        fs::create_dir_all(&opts.dir)?;
+        let dir = opts.dir.canonicalize()?;
+        check_path_for_config(&dir, "squid")?;
+        let run_as = run_as_user();
+        harness::prepare_dir_for(&dir, run_as.as_ref().map(|(_, uid, gid)| (*uid, *gid)))?;
+        let owner = run_as.as_ref().map(|(_, uid, gid)| (*uid, *gid));
+
+        let tls_files = match &opts.tls_cert {
+            Some((cert, key)) => {
+                let cert_copy = dir.join("proxy-cert.pem");
+                let key_copy = dir.join("proxy-key.pem");
+                fs::copy(cert, &cert_copy)?;
+                fs::copy(key, &key_copy)?;
+                harness::set_owner_mode(&cert_copy, owner, 0o644)?;
+                harness::set_owner_mode(&key_copy, owner, 0o600)?;
+                Some((cert_copy, key_copy))
+            }
+            None => None,
+        };
+        let auth = if opts.users.is_empty() {
+            None
+        } else {
+            let helper = ncsa_helper().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "squid's basic_ncsa_auth not found")
+            })?;
+            let passwd = dir.join("passwd");
+            write_htpasswd(&passwd, &opts.users)?;
+            harness::set_owner_mode(&passwd, owner, 0o600)?;
+            Some((helper, passwd))
+        };
+
+        let conf_path = dir.join("squid.conf");
+        let cache_log = dir.join("cache.log");
+        let access_log = dir.join("access.log");
+        let stderr_path = dir.join("squid.stderr");
+        let mut last_error = None;
+        for _ in 0..START_ATTEMPTS {
+            let (has_auth, has_tls) = (auth.is_some(), tls_files.is_some());
+            let wanted =
+                1 + usize::from(has_auth) + usize::from(has_tls) + usize::from(has_auth && has_tls);
+            let mut numbers = free_ports(wanted).into_iter();
+            let ports = Ports {
+                plain: numbers.next().expect("one port"),
+                plain_auth: has_auth.then(|| numbers.next().expect("port")),
+                tls: has_tls.then(|| numbers.next().expect("port")),
+                tls_auth: (has_auth && has_tls).then(|| numbers.next().expect("port")),
+            };
+            let conf = config(&dir, &opts, ports, &run_as, &tls_files, &auth);
+            fs::write(&conf_path, conf)?;
+            harness::set_owner_mode(&conf_path, owner, 0o644)?;
+            for log in [&cache_log, &access_log] {
+                fs::write(log, b"")?;
+                harness::set_owner_mode(log, owner, 0o644)?;
+            }
+            let stderr = fs::File::create(&stderr_path)?;
+            let mut command = Command::new(&squid);
+            command
+                .arg("-N")
+                .arg("-f")
+                .arg(&conf_path)
+                .current_dir(&dir)
+                .stdout(stderr.try_clone()?)
+                .stderr(stderr);
+            let mut process = ManagedChild::spawn(&mut command, "squid")?;
+            match wait_ready(&mut process, &ports, &cache_log, &stderr_path) {
+                Ok(()) => {
+                    return Ok(Squid {
+                        process,
+                        dir,
+                        plain: ports.plain,
+                        plain_auth: ports.plain_auth,
+                        tls: ports.tls,
+                        tls_auth: ports.tls_auth,
+                        startup: begin.elapsed(),
+                    });
+                }
+                Err(Ready::PortTaken(err)) => {
+                    process.stop();
+                    last_error = Some(err);
+                }
+                Err(Ready::Failed(err)) => {
+                    process.stop();
+                    return Err(err);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| io::Error::other("squid did not start")))
+    }
+
+    /// The plain `http_port` without auth (always open).
+    pub fn plain_port(&self) -> Option<u16> {
+        Some(self.plain)
+    }
+
+    /// The plain `http_port` that requires Basic auth; `None` without users.
+    pub fn plain_auth_port(&self) -> Option<u16> {
+        self.plain_auth
+    }
+
+    /// The `https_port` (TLS to the proxy) without auth; `None` without a certificate.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls
+    }
+
+    /// The `https_port` that requires Basic auth; `None` without a certificate or users.
+    pub fn tls_auth_port(&self) -> Option<u16> {
+        self.tls_auth
+    }
+
+    /// Squid's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// The directory holding the configuration and logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// How long [`Squid::start`] took, from the call until every port accepted connections.
+    pub fn startup_time(&self) -> Duration {
+        self.startup
+    }
+
+    /// The last lines of `cache.log` (and anything squid wrote to stderr), for failure messages.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.dir.join("cache.log"), &self.dir.join("squid.stderr"))
+    }
+
+    /// The whole `access.log`: one line per request, e.g.
+    /// `... TCP_TUNNEL/200 39 CONNECT 127.0.0.1:4711 alice HIER_DIRECT/127.0.0.1 -`.
+    /// Squid writes a line when the request or tunnel ends.
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+}
+
+/// Rejects options squid cannot represent.
+fn validate(opts: &SquidOptions) -> io::Result<()> {
+    let invalid = |msg: String| Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+    for (name, password) in &opts.users {
+        if name.is_empty()
+            || name
+                .chars()
+                .any(|c| c == ':' || c.is_whitespace() || c.is_control())
+        {
+            return invalid(format!(
+                "squid user name {name:?} is empty or has ':', whitespace or control characters"
+            ));
+        }
+        if password.chars().any(|c| c.is_control()) {
+            return invalid(format!(
+                "password of squid user {name:?} has control characters"
+            ));
+        }
+    }
+    if opts.allowed_ports.contains(&0) || opts.denied_port == Some(0) {
+        return invalid("port 0 in squid options".to_string());
+    }
+    Ok(())
+}
+
+/// The user squid runs as: `proxy` (or `nobody`) when started as root, else the current user.
+fn run_as_user() -> RunAs {
+    if harness::effective_uid() != Some(0) {
+        return None;
+    }
+    ["proxy", "nobody"]
+        .iter()
+        .find_map(|name| harness::lookup_user(name).map(|(uid, gid)| (name.to_string(), uid, gid)))
+}
+
+/// Writes an htpasswd file with MD5 (apr1) hashes, which `basic_ncsa_auth` accepts.
+///
+/// Squid passes user and password to the helper URL-escaped and the helper unescapes them, so
+/// any printable password works (checked with `p:a@s/s%w+rd`).
+fn write_htpasswd(path: &Path, users: &[(String, String)]) -> io::Result<()> {
+    let mut file = String::new();
+    for (name, password) in users {
+        let hash = if let Some(htpasswd) = find_program("htpasswd") {
+            // -n: print, -i: password from stdin, -m: MD5 (apr1).
+            let line = harness::run_with_stdin(
+                Command::new(htpasswd).args(["-n", "-i", "-m"]).arg(name),
+                password.as_bytes(),
+            )?;
+            let line = line.lines().next().unwrap_or_default().to_string();
+            match line.split_once(':') {
+                Some((_, hash)) => hash.to_string(),
+                None => return Err(io::Error::other(format!("htpasswd printed {line:?}"))),
+            }
+        } else if let Some(openssl) = find_program("openssl") {
+            let mut input = password.as_bytes().to_vec();
+            input.push(b'\n');
+            let out = harness::run_with_stdin(
+                Command::new(openssl).args(["passwd", "-apr1", "-stdin"]),
+                &input,
+            )?;
+            out.trim().to_string()
+        } else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "neither htpasswd nor openssl is installed",
+            ));
+        };
+        if !hash.starts_with("$apr1$") {
+            return Err(io::Error::other(format!(
+                "unexpected password hash {hash:?}"
+            )));
+        }
+        writeln!(file, "{name}:{hash}").expect("write to String");
+    }
+    fs::write(path, file)
+}
+
+/// The squid configuration for one start attempt.
+fn config(
+    dir: &Path,
+    opts: &SquidOptions,
+    ports: Ports,
+    run_as: &RunAs,
+    tls_files: &Option<(PathBuf, PathBuf)>,
+    auth: &Option<(PathBuf, PathBuf)>,
+) -> String {
+    let d = dir.display();
+    let mut c = String::new();
+    let mut line = |text: String| {
+        c.push_str(&text);
+        c.push('\n');
+    };
+    line("# Written by dtun-testenv (squid.rs) for one test run.".into());
+    line("visible_hostname dtun-test".into());
+    line(format!("pid_filename {d}/squid.pid"));
+    line(format!("cache_log {d}/cache.log"));
+    // stdio: squid writes the log itself (no log_file_daemon helper process).
+    line(format!("access_log stdio:{d}/access.log"));
+    line("cache_store_log none".into());
+    line(format!("coredump_dir {d}"));
+    line("cache deny all".into());
+    line("cache_mem 8 MB".into());
+    line("max_filedescriptors 8192".into());
+    line("shutdown_lifetime 0 seconds".into());
+    line("pinger_enable off".into());
+    // Names come from /etc/hosts; anything else fails fast instead of asking real resolvers.
+    line("hosts_file /etc/hosts".into());
+    line("dns_nameservers 127.0.0.1".into());
+    line("dns_timeout 3 seconds".into());
+    if let Some((name, _, _)) = run_as {
+        line(format!("cache_effective_user {name}"));
+    }
+
+    line(format!("http_port 127.0.0.1:{} name=plain", ports.plain));
+    if let Some(port) = ports.plain_auth {
+        line(format!("http_port 127.0.0.1:{port} name=plain_auth"));
+    }
+    if let Some((cert, key)) = tls_files {
+        let tls = format!("tls-cert={} tls-key={}", cert.display(), key.display());
+        if let Some(port) = ports.tls {
+            line(format!("https_port 127.0.0.1:{port} name=tls {tls}"));
+        }
+        if let Some(port) = ports.tls_auth {
+            line(format!("https_port 127.0.0.1:{port} name=tls_auth {tls}"));
+        }
+    }
+
+    if let Some((helper, passwd)) = auth {
+        line(format!(
+            "auth_param basic program {} {}",
+            helper.display(),
+            passwd.display()
+        ));
+        line("auth_param basic children 10 startup=0 idle=1".into());
+        line("auth_param basic realm dtun-test".into());
+        // Otherwise squid lower-cases user names before asking the helper.
+        line("auth_param basic casesensitive on".into());
+        line("acl dtun_auth_ports myportname plain_auth tls_auth".into());
+        line("acl dtun_authed proxy_auth REQUIRED".into());
+    }
+    line("acl dtun_connect method CONNECT".into());
+    // -n: never resolve; matches the host as written in the CONNECT request.
+    line(r"acl dtun_local_dst dstdom_regex -n -i ^(localhost|127\.[0-9]+\.[0-9]+\.[0-9]+|\[?::1\]?)$".into());
+    if let Some(port) = opts.denied_port {
+        line(format!("acl dtun_denied_port port {port}"));
+    }
+    if !opts.allowed_ports.is_empty() {
+        let list: Vec<String> = opts.allowed_ports.iter().map(u16::to_string).collect();
+        line(format!("acl dtun_allowed_ports port {}", list.join(" ")));
+    }
+
+    if auth.is_some() {
+        line("http_access deny dtun_auth_ports !dtun_authed".into());
+    }
+    if opts.denied_port.is_some() {
+        line("http_access deny dtun_connect dtun_denied_port".into());
+    }
+    if !opts.allowed_ports.is_empty() {
+        line("http_access allow dtun_connect dtun_allowed_ports dtun_local_dst".into());
+    }
+    line("http_access deny all".into());
+    c
+}
+
+/// Why squid is not ready.
+enum Ready {
+    /// Another process took one of the ports: try again with fresh ones.
+    PortTaken(io::Error),
+    /// Anything else: give up.
+    Failed(io::Error),
+}
+
+/// Polls until squid logs that it accepts on every port and each port takes a connection.
+fn wait_ready(
+    process: &mut ManagedChild,
+    ports: &Ports,
+    cache_log: &Path,
+    stderr: &Path,
+) -> Result<(), Ready> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut backoff = Duration::from_millis(2);
+    let ports = ports.all();
+    loop {
+        let log = fs::read_to_string(cache_log).unwrap_or_default();
+        let bind_failure = |port: &&u16| {
+            let needle = format!("127.0.0.1:{port}:");
+            log.lines()
+                .any(|line| line.contains("Cannot bind") && line.contains(&needle))
+        };
+        if let Some(port) = ports.iter().find(bind_failure) {
+            return Err(Ready::PortTaken(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "squid could not bind 127.0.0.1:{port}:\n{}",
+                    log_tail(cache_log, stderr)
+                ),
+            )));
+        }
+        match process.try_exit_status() {
+            Ok(Some(status)) => {
+                return Err(Ready::Failed(io::Error::other(format!(
+                    "squid exited during startup ({status}):\n{}",
+                    log_tail(cache_log, stderr)
+                ))));
+            }
+            Ok(None) => {}
+            Err(err) => return Err(Ready::Failed(err)),
+        }
+        let all_accepting = ports
+            .iter()
+            .all(|port| log.contains(&format!(" local=127.0.0.1:{port} ")));
+        if all_accepting
+            && ports
+                .iter()
+                .all(|port| TcpStream::connect((Ipv4Addr::LOCALHOST, *port)).is_ok())
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Ready::Failed(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "squid not ready after {READY_TIMEOUT:?}:\n{}",
+                    log_tail(cache_log, stderr)
+                ),
+            )));
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// The last lines of the log plus the captured stderr, if any.
+fn log_tail(cache_log: &Path, stderr: &Path) -> String {
+    let mut out = format!("--- {} (last lines) ---\n", cache_log.display());
+    out.push_str(&read_tail(cache_log, 40));
+    let err = read_tail(stderr, 20);
+    if !err.trim().is_empty() {
+        let _ = write!(out, "--- {} ---\n{err}", stderr.display());
+    }
+    out
+}
+
+/// Process and file plumbing shared by the squid and tinyproxy harnesses.
+pub(crate) mod harness {
+    use std::env;
+    use std::fs;
+    use std::io::{self, Write};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, ExitStatus, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// How long a harness waits for its program to accept connections.
+    pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(20);
+    /// How long a harness waits after SIGTERM before SIGKILL.
+    pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// `count` distinct ports that were free a moment ago.
+    pub(crate) fn free_ports(count: usize) -> Vec<u16> {
+        let mut ports: Vec<u16> = Vec::with_capacity(count);
+        while ports.len() < count {
+            let port = crate::ports::free_port();
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        ports
+    }
+
+    /// Whether `path` is a regular file with an execute bit.
+    pub(crate) fn is_executable(path: &Path) -> bool {
+        fs::metadata(path)
+            .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    }
+
+    /// Finds a program in `PATH` or the usual (s)bin directories (squid lives in /usr/sbin,
+    /// which a non-root `PATH` may lack).
+    pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
+        let mut dirs: Vec<PathBuf> = env::var_os("PATH")
+            .map(|path| env::split_paths(&path).collect())
+            .unwrap_or_default();
+        for dir in [
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ] {
+            dirs.push(PathBuf::from(dir));
+        }
+        dirs.into_iter()
+            .map(|dir| dir.join(name))
+            .find(|path| is_executable(path))
+    }
+
+    /// Runs `command` with `input` on stdin and returns its stdout; fails if it fails.
+    pub(crate) fn run_with_stdin(command: &mut Command, input: &[u8]) -> io::Result<String> {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(input)?;
+        drop(stdin);
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "{command:?} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The effective user id of this process (from /proc; `None` if unreadable).
+    pub(crate) fn effective_uid() -> Option<u32> {
+        let status = fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|line| line.starts_with("Uid:"))?;
+        line.split_whitespace().nth(2)?.parse().ok()
+    }
+
+    /// `(uid, gid)` of a user from /etc/passwd.
+    pub(crate) fn lookup_user(name: &str) -> Option<(u32, u32)> {
+        let passwd = fs::read_to_string("/etc/passwd").ok()?;
+        passwd.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            if fields.len() >= 4 && fields[0] == name {
+                Some((fields[2].parse().ok()?, fields[3].parse().ok()?))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Sets the mode and, when given, the owner of a file.
+    pub(crate) fn set_owner_mode(
+        path: &Path,
+        owner: Option<(u32, u32)>,
+        mode: u32,
+    ) -> io::Result<()> {
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+        }
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+    }
+
+    /// Rejects paths that a line-based configuration file cannot hold.
+    pub(crate) fn check_path_for_config(path: &Path, program: &str) -> io::Result<()> {
+        let text = path.to_str().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{program}: non-UTF-8 path {path:?}"),
+            )
+        })?;
+        if text
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '#')
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{program}: the directory {path:?} must not contain whitespace, '\"' or '#'"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes `dir` usable by the user a program switches to (`owner`, when running as root):
+    /// the directory is given to that user with mode 0755, and its ancestors must let others
+    /// search them. Ancestors below the system temp directory that are owned by us get `o+x`;
+    /// any other ancestor without it is an error.
+    pub(crate) fn prepare_dir_for(dir: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
+        let Some((uid, gid)) = owner else {
+            return Ok(());
+        };
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+        let temp = env::temp_dir()
+            .canonicalize()
+            .unwrap_or_else(|_| env::temp_dir());
+        let me = effective_uid();
+        for ancestor in dir.ancestors().skip(1) {
+            let meta = fs::metadata(ancestor)?;
+            let mode = meta.permissions().mode();
+            if mode & 0o001 != 0 || meta.uid() == uid {
+                continue;
+            }
+            if ancestor.starts_with(&temp) && ancestor != temp && Some(meta.uid()) == me {
+                fs::set_permissions(ancestor, fs::Permissions::from_mode(mode | 0o001))?;
+            } else {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{ancestor:?} does not let other users search it; the proxy runs as \
+                         uid {uid} and cannot reach {dir:?}"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The last `lines` lines of a text file (empty if unreadable).
+    pub(crate) fn read_tail(path: &Path, lines: usize) -> String {
+        let text = fs::read(path).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let all: Vec<&str> = text.lines().collect();
+        let start = all.len().saturating_sub(lines);
+        let mut out = all[start..].join("\n");
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Sends a signal with the `kill` program; `target` is a pid, or `-pgid` for a group.
+    fn send_signal(signal: &str, target: &str) -> bool {
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg("--")
+            .arg(target)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|status| status.success())
+            .unwrap_or(false)
+    }
+
+    /// Fields of /proc/PID/stat after the command name: state is [0], ppid [1], pgrp [2],
+    /// start time [19]. `None` for a process that is gone or a zombie.
+    fn proc_stat(pid: u32) -> Option<Vec<String>> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (_, rest) = stat.rsplit_once(')')?;
+        let fields: Vec<String> = rest.split_whitespace().map(str::to_string).collect();
+        (fields.len() > 19 && fields[0] != "Z").then_some(fields)
+    }
+
+    /// The start time (clock ticks since boot) of a live process, to recognise it later.
+    fn process_start_time(pid: u32) -> Option<u64> {
+        proc_stat(pid)?[19].parse().ok()
+    }
+
+    /// Live children of `parent` with their start times (empty without /proc).
+    fn children_of(parent: u32) -> Vec<(u32, u64)> {
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|pid| {
+                let fields = proc_stat(pid)?;
+                if fields[1].parse() != Ok(parent) {
+                    return None;
+                }
+                Some((pid, fields[19].parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// A child process in its own process group, stopped and reaped on drop: SIGTERM to the
+    /// child, up to [`STOP_TIMEOUT`] for it to exit, then SIGKILL to the whole group and a
+    /// blocking wait; finally SIGKILL to the group and to the child's own children still alive
+    /// (squid starts its auth helpers with `setsid`, outside its group).
+    #[derive(Debug)]
+    pub(crate) struct ManagedChild {
+        child: Child,
+        name: &'static str,
+        stopped: bool,
+        stop_timeout: Duration,
+    }
+
+    impl ManagedChild {
+        /// Spawns `command` (stdin from /dev/null) as the leader of a new process group.
+        pub(crate) fn spawn(command: &mut Command, name: &'static str) -> io::Result<ManagedChild> {
+            let child = command
+                .stdin(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .map_err(|err| io::Error::new(err.kind(), format!("cannot start {name}: {err}")))?;
+            Ok(ManagedChild {
+                child,
+                name,
+                stopped: false,
+                stop_timeout: STOP_TIMEOUT,
+            })
+        }
+
+        /// Changes how long [`ManagedChild::stop`] waits after SIGTERM (default [`STOP_TIMEOUT`]).
+        #[cfg(test)]
+        pub(crate) fn set_stop_timeout(&mut self, timeout: Duration) {
+            self.stop_timeout = timeout;
+        }
+
+        /// The child's pid (also its process group id).
+        pub(crate) fn pid(&self) -> u32 {
+            self.child.id()
+        }
+
+        /// `Some(status)` once the child has exited.
+        pub(crate) fn try_exit_status(&mut self) -> io::Result<Option<ExitStatus>> {
+            self.child.try_wait()
+        }
+
+        /// Stops the process group and reaps the child; idempotent.
+        pub(crate) fn stop(&mut self) {
+            if self.stopped {
+                return;
+            }
+            self.stopped = true;
+            let pid = self.child.id().to_string();
+            let group = format!("-{pid}");
+            // Squid starts its helpers in sessions of their own: remember them to make sure.
+            let children = children_of(self.child.id());
+            if let Ok(None) = self.child.try_wait() {
+                if !send_signal("TERM", &pid) {
+                    let _ = self.child.kill();
+                }
+                let deadline = Instant::now() + self.stop_timeout;
+                let mut backoff = Duration::from_millis(5);
+                while Instant::now() < deadline {
+                    if !matches!(self.child.try_wait(), Ok(None)) {
+                        break;
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+                if let Ok(None) = self.child.try_wait() {
+                    eprintln!(
+                        "dtun-testenv: {} ({pid}) ignored SIGTERM, killing it",
+                        self.name
+                    );
+                    if !send_signal("KILL", &group) {
+                        let _ = self.child.kill();
+                    }
+                }
+            }
+            let _ = self.child.wait();
+            // Helpers the program left behind: those in its process group, and its children
+            // (they exit by themselves when their stdin closes; this catches hung ones).
+            send_signal("KILL", &group);
+            for (child, start_time) in children {
+                if process_start_time(child) == Some(start_time) {
+                    send_signal("KILL", &child.to_string());
+                }
+            }
+        }
+    }
+
+    impl Drop for ManagedChild {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::harness::ManagedChild;
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    fn alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| !stat.contains(") Z "))
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn stop_kills_a_group_that_ignores_sigterm() {
+        // The shell ignores SIGTERM, and so does the `sleep` it starts (same group).
+        let mut command = Command::new("sh");
+        command.args(["-c", "trap '' TERM; sleep 120 & echo $! ; wait"]);
+        command.stdout(std::process::Stdio::piped());
+        let mut child = ManagedChild::spawn(&mut command, "test shell").unwrap();
+        let shell = child.pid();
+        child.set_stop_timeout(Duration::from_millis(300));
+        let started = Instant::now();
+        child.stop();
+        assert!(!alive(shell));
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let left: Vec<u32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .map(|c| c == "sleep\x00120\x00")
+                    .unwrap_or(false)
+                    && alive(*pid)
+                    && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .ok()
+                        .and_then(|stat| {
+                            let (_, rest) = stat.rsplit_once(')')?;
+                            rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                        })
+                        == Some(shell)
+            })
+            .collect();
+        assert!(left.is_empty(), "left running: {left:?}");
+    }
+}
