@@ -132,9 +132,22 @@ impl Plan {
         }
     }
 
-    /// Replaces every secret in a text that came from the network (a proxy could echo our
-    /// header back in its reason phrase).
-    pub fn redact(&self, text: &str) -> String {
+    /// Text that came from the network, fit for a message: every secret replaced (a proxy
+    /// could echo our header back in its reason phrase), then cut to `max` characters. In
+    /// that order: a cut first could leave a prefix of a secret that no longer matches.
+    pub fn redact_and_shorten(&self, text: &str, max: usize) -> String {
+        let redacted = self.redact(text);
+        if redacted.chars().count() <= max {
+            redacted
+        } else {
+            let mut cut: String = redacted.chars().take(max).collect();
+            cut.push_str("...");
+            cut
+        }
+    }
+
+    /// Replaces every secret in a text.
+    fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
         if let Some(p) = &self.proxy {
             for secret in &p.secrets {
@@ -146,5 +159,32 @@ impl Plan {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::TunnelConfig;
+
+    fn plan_with_password() -> std::sync::Arc<super::Plan> {
+        TunnelConfig::from_yaml(
+            "http_proxy: {proxy_host: p.example, proxy_port: 3128, proxy_user: agent, proxy_password: 'p:a@s/s%w+rd'}",
+        )
+        .unwrap()
+        .plan()
+    }
+
+    #[test]
+    fn secrets_are_redacted_before_the_cut() {
+        let plan = plan_with_password();
+        let b64 = "YWdlbnQ6cDphQHMvcyV3K3Jk";
+        for echoed in ["p:a@s/s%w+rd", b64] {
+            let text = format!("{}{echoed}", "x".repeat(70));
+            let shown = plan.redact_and_shorten(&text, 80);
+            assert!(!shown.contains("p:a@s"), "{shown}");
+            assert!(!shown.contains("YWdlbnQ6"), "{shown}");
+            assert!(shown.ends_with("..."), "{shown}");
+        }
+        assert_eq!(plan.redact_and_shorten("Forbidden", 80), "Forbidden");
     }
 }

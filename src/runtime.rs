@@ -1,9 +1,12 @@
 //! The one process-wide tokio runtime, created on first use.
 //!
-//! One worker thread drives all sockets and timers; blocking calls (send, recv, open) run
-//! their futures on the caller's own thread with `block_on`, so the library adds at most two
-//! threads to the process whatever the number of connections: the worker and one thread for
-//! name resolution (`getaddrinfo` blocks), which exits after a few idle seconds.
+//! A current-thread runtime: the library starts no I/O thread. Each blocking call (open,
+//! send, recv, close) drives the sockets from the caller's own thread through `block_on`,
+//! so a lone agent thread waits in its own `epoll_wait` with no cross-thread wake-up. When
+//! two threads use the library at once (one sending, one receiving), one of them drives the
+//! I/O for both and wakes the other when its socket is ready. The only thread the library
+//! may start is one for name resolution (`getaddrinfo` blocks), which exits after a few idle
+//! seconds.
 
 use std::time::Duration;
 
@@ -17,11 +20,10 @@ static RUNTIME: OnceCell<Runtime> = OnceCell::new();
 /// The runtime, created on first call.
 pub fn get() -> Result<&'static Runtime> {
     RUNTIME.get_or_try_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+        tokio::runtime::Builder::new_current_thread()
             .max_blocking_threads(1)
             .thread_keep_alive(Duration::from_secs(5))
-            .thread_name("dtun-io")
+            .thread_name("dtun-resolve")
             .enable_io()
             .enable_time()
             .build()

@@ -241,9 +241,11 @@ async fn send_connect(
             Err(e) => return Err(protocol_error(plan, peer, &e.to_string())),
         }
     };
-    let reason = plan.redact(&head.reason);
+    let reason = plan.redact_and_shorten(&head.reason, 80);
     progress.proxy_status = Some((head.code, reason.clone()));
-    let status_line = plan.redact(&head.status_line());
+    let status_line = format!("HTTP/1.{} {} {reason}", head.minor_version, head.code)
+        .trim_end()
+        .to_owned();
     match head.outcome() {
         Outcome::Tunnel => {
             crate::dtun_log!(DTUN_LOG_DEBUG, "proxy {peer} answered {status_line}");
@@ -254,10 +256,15 @@ async fn send_connect(
             }
         }
         Outcome::AuthRequired => {
-            let offered = if head.auth_schemes.is_empty() {
+            let schemes: Vec<String> = head
+                .auth_schemes
+                .iter()
+                .map(|scheme| plan.redact_and_shorten(scheme, 40))
+                .collect();
+            let offered = if schemes.is_empty() {
                 "no scheme named".to_owned()
             } else {
-                head.auth_schemes.join(", ")
+                schemes.join(", ")
             };
             let sent = if proxy.authenticates {
                 "the credentials of http_proxy.proxy_user were rejected"
@@ -266,9 +273,7 @@ async fn send_connect(
             };
             Err(Error::new(
                 Stage::ProxyConnect,
-                ErrorKind::ProxyAuth {
-                    schemes: head.auth_schemes.clone(),
-                },
+                ErrorKind::ProxyAuth { schemes },
                 format!("proxy {peer} answered {status_line} to CONNECT {target}: {sent}; the proxy offers: {offered}"),
             ))
         }
@@ -287,7 +292,7 @@ fn protocol_error(plan: &Plan, peer: &str, why: &str) -> Error {
     Error::new(
         Stage::ProxyConnect,
         ErrorKind::ProxyProtocol,
-        format!("proxy {peer}: {}", plan.redact(why)),
+        format!("proxy {peer}: {}", plan.redact_and_shorten(why, 200)),
     )
 }
 

@@ -213,8 +213,13 @@ impl TunnelConfig {
     /// Parses dragent.yaml text.
     pub fn from_yaml(text: &str) -> Result<TunnelConfig> {
         let mut settings = Settings::default();
-        for (key, value) in yaml::RawFile::parse(text)?.entries() {
-            settings.set(key, value.as_deref())?;
+        for (key, mut value) in yaml::RawFile::parse(text)?.entries() {
+            let result = settings.set(key, value.as_deref());
+            // Every value is wiped, not only the password's: cheaper than telling them apart.
+            if let Some(v) = value.as_mut() {
+                secret::wipe_string(v);
+            }
+            result?;
         }
         settings.check()?;
         TunnelConfig::from_settings(settings)
@@ -239,9 +244,13 @@ impl TunnelConfig {
             let mut probe = Settings::default();
             return probe.set(key, None);
         }
-        let parsed = yaml::parse_scalar_text(key, value)?;
+        let mut parsed = yaml::parse_scalar_text(key, value)?;
         let mut settings = self.settings.clone();
-        settings.set(key, parsed.as_deref())?;
+        let result = settings.set(key, parsed.as_deref());
+        if let Some(v) = parsed.as_mut() {
+            secret::wipe_string(v);
+        }
+        result?;
         settings.check()?;
         *self = TunnelConfig::from_settings(settings)?;
         Ok(())

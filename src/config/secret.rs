@@ -42,6 +42,13 @@ impl Drop for Secret {
     }
 }
 
+/// Zeroes a string's bytes in place (for transient copies of the password, such as the
+/// value read from YAML), then empties it.
+pub(crate) fn wipe_string(s: &mut String) {
+    let mut bytes = std::mem::take(s).into_bytes();
+    wipe(&mut bytes);
+}
+
 /// Overwrites bytes with zeros in a way the optimiser may not remove.
 pub(crate) fn wipe(bytes: &mut [u8]) {
     for b in bytes.iter_mut() {

@@ -17,7 +17,8 @@ pub struct ReplyHead {
     pub minor_version: u8,
     /// The status code, 100..=999.
     pub code: u16,
-    /// The reason phrase, lossily decoded, control characters replaced.
+    /// The reason phrase, lossily decoded, control characters replaced, not shortened
+    /// (it may echo credentials: redact before showing, then shorten).
     pub reason: String,
     /// The schemes of `Proxy-Authenticate` headers (`Basic`, `NTLM`, `Negotiate`...).
     pub auth_schemes: Vec<String>,
@@ -280,12 +281,13 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// Text safe to show: lossily decoded, control characters replaced, at most 80 characters.
+/// Text safe to show: lossily decoded, control characters replaced. Not shortened here (the
+/// head is capped anyway): a proxy may echo our credentials, and they must be redacted from
+/// the whole text before anything cuts it, or a cut would leave a recognisable prefix.
 fn printable(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes)
         .chars()
         .map(|c| if c.is_control() { '?' } else { c })
-        .take(80)
         .collect::<String>()
         .trim()
         .to_owned()

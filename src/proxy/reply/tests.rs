@@ -190,7 +190,7 @@ fn bare_lf_line_endings_are_accepted() {
 }
 
 #[test]
-fn reason_phrase_is_printable_and_bounded() {
+fn reason_phrase_is_printable_and_whole() {
     let (h, _) = parse_ok(b"HTTP/1.1 403 Forbidden\x07\x1b[31m here\r\n\r\n");
     assert_eq!(h.code, 403);
     assert!(!h.reason.chars().any(char::is_control), "{:?}", h.reason);
@@ -199,8 +199,8 @@ fn reason_phrase_is_printable_and_bounded() {
     let long = format!("HTTP/1.1 502 {}\r\n\r\n", "x".repeat(5000));
     let (h, _) = parse_ok(long.as_bytes());
     assert_eq!(h.code, 502);
-    assert!(h.reason.chars().count() <= 80, "{}", h.reason.len());
-    assert!(h.reason.starts_with("xxx"));
+    // Whole: the message layer redacts secrets first, then shortens.
+    assert_eq!(h.reason, "x".repeat(5000));
 }
 
 // ---------------------------------------------------------------------------------------
