@@ -19,7 +19,7 @@ case "${1:-}" in
     --squid)
         command -v squid >/dev/null || { echo "squid is not installed (Debian: apt-get install -y squid-openssl)" >&2; exit 1; }
         scenario=squid_framed.yaml
-        testenv_args+=(--squid)
+        testenv_args+=(--real-proxies)
         ;;
     *) echo "usage: scripts/demo.sh [--squid]" >&2; exit 2 ;;
 esac

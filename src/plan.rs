@@ -179,7 +179,7 @@ mod tests {
         let plan = plan_with_password();
         let b64 = "YWdlbnQ6cDphQHMvcyV3K3Jk";
         for echoed in ["p:a@s/s%w+rd", b64] {
-            let text = format!("{}{echoed}", "x".repeat(70));
+            let text = format!("{}{echoed}", "x".repeat(75));
             let shown = plan.redact_and_shorten(&text, 80);
             assert!(!shown.contains("p:a@s"), "{shown}");
             assert!(!shown.contains("YWdlbnQ6"), "{shown}");
