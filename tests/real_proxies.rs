@@ -1,0 +1,464 @@
+//! The Rust side of issue 4 §1: the library against the real proxies users run, Debian's
+//! `squid-openssl` and `tinyproxy`, started once each by this binary on loopback, with
+//! collectors whose certificates are trusted, signed by an untrusted CA, issued for another
+//! name, or expired, and a plain echo.
+//!
+//! Each proxy's matrix is one test that runs every row (one expected status each) and
+//! reports every wrong row at once; the proxy is a local of that test, so it is stopped
+//! when the test ends, passed or failed.
+//!
+//! Without squid or tinyproxy the test prints `SKIPPED: ...` and passes, unless
+//! `DTUN_REQUIRE_REAL_PROXIES=1` (CI), where a missing proxy fails.
+
+mod support;
+
+use std::time::Duration;
+
+use dragent_tunnel::{Connection, Error, Status, Wait};
+use dtun_testenv::collector::EchoServer;
+use dtun_testenv::squid::{squid_available, Squid, SquidOptions};
+use dtun_testenv::tinyproxy::{tinyproxy_available, Tinyproxy, TinyproxyOptions};
+use support::*;
+
+/// Whether to run a real-proxy matrix: yes when the proxy is installed; otherwise a loud
+/// skip, or a failure when the environment requires the real proxies.
+fn installed(name: &str, available: bool) -> bool {
+    if available {
+        return true;
+    }
+    let required = std::env::var("DTUN_REQUIRE_REAL_PROXIES").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "{name} is not installed, and DTUN_REQUIRE_REAL_PROXIES=1 requires the real-proxy tests"
+    );
+    eprintln!("SKIPPED: {name} not installed (real-proxy tests)");
+    false
+}
+
+/// The collectors every matrix uses.
+struct Collectors {
+    trusted: EchoServer,
+    untrusted: EchoServer,
+    other_name: EchoServer,
+    expired: EchoServer,
+    plain: EchoServer,
+}
+
+impl Collectors {
+    fn start(env: &Env) -> Collectors {
+        let tls = |cert| EchoServer::start(Some(env.server_tls(cert))).expect("start collector");
+        Collectors {
+            trusted: tls(Cert::Trusted),
+            untrusted: tls(Cert::UntrustedIssuer),
+            other_name: tls(Cert::WrongName),
+            expired: tls(Cert::Expired),
+            plain: EchoServer::start(None).expect("start plain echo"),
+        }
+    }
+
+    /// The TLS collector with a certificate of this kind.
+    fn tls(&self, cert: Cert) -> &EchoServer {
+        match cert {
+            Cert::Trusted | Cert::TrustedLocalhostOnly => &self.trusted,
+            Cert::UntrustedIssuer => &self.untrusted,
+            Cert::WrongName => &self.other_name,
+            Cert::Expired => &self.expired,
+        }
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        [
+            &self.trusted,
+            &self.untrusted,
+            &self.other_name,
+            &self.expired,
+            &self.plain,
+        ]
+        .iter()
+        .map(|c| c.port())
+        .collect()
+    }
+}
+
+/// One case of a matrix: a config and the one status it must give. Successes echo a
+/// payload; failures must say `words` in their message. `wait` is the open deadline (the
+/// generous default only catches hangs).
+struct Row {
+    name: String,
+    yaml: Yaml,
+    expect: Status,
+    words: Vec<String>,
+    wait: Wait,
+}
+
+impl Row {
+    fn wait(mut self, wait: Duration) -> Row {
+        self.wait = Wait::For(wait);
+        self
+    }
+}
+
+fn ok(name: &str, yaml: Yaml) -> Row {
+    Row {
+        name: name.into(),
+        yaml,
+        expect: Status::DTUN_OK,
+        words: Vec::new(),
+        wait: OPEN_WAIT,
+    }
+}
+
+fn fails(name: &str, yaml: Yaml, expect: Status, words: &[&str]) -> Row {
+    Row {
+        name: name.into(),
+        yaml,
+        expect,
+        words: words.iter().map(|w| w.to_string()).collect(),
+        wait: OPEN_WAIT,
+    }
+}
+
+/// Runs one row; `Err` says what was wrong.
+fn run_row(row: &Row) -> Result<(), String> {
+    let cfg = dragent_tunnel::TunnelConfig::from_yaml(&row.yaml.text())
+        .map_err(|e| format!("config rejected: {e:?}"))?;
+    let check_clean = |e: &Error| -> Result<(), String> {
+        let secrets = secrets_of(USER, PASSWORD);
+        for text in [e.message().to_owned(), format!("{e:?}")] {
+            if let Some(piece) = leak_in(&text, &secrets) {
+                return Err(format!("error leaks {piece:?}: {text}"));
+            }
+        }
+        Ok(())
+    };
+    match (Connection::open(&cfg, row.wait), row.expect) {
+        (Ok(conn), Status::DTUN_OK) => {
+            let payload = format!("echo through {}", row.name);
+            send_all(&conn, payload.as_bytes());
+            let back = recv_exact(&conn, payload.len());
+            if back != payload.as_bytes() {
+                return Err("the echo differs".into());
+            }
+            conn.close();
+            Ok(())
+        }
+        (Ok(conn), expect) => Err(format!(
+            "opened ({}), expected {}",
+            conn.route(),
+            expect.name()
+        )),
+        (Err(e), expect) if e.status() != expect => {
+            Err(format!("expected {}, got {e:?}", expect.name()))
+        }
+        (Err(e), _) => {
+            check_clean(&e)?;
+            match row.words.iter().find(|w| !e.message().contains(w.as_str())) {
+                Some(missing) => Err(format!("message does not say {missing:?}: {e:?}")),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+/// Runs every row and fails once, listing every wrong row, with the proxy's log tail.
+fn run_matrix(proxy: &str, rows: &[Row], log_tail: impl Fn() -> String) {
+    let failures: Vec<String> = rows
+        .iter()
+        .filter_map(|row| {
+            run_row(row).err().map(|why| {
+                format!(
+                    "[{}] {} (expected {}): {why}",
+                    proxy,
+                    row.name,
+                    row.expect.name()
+                )
+            })
+        })
+        .collect();
+    eprintln!(
+        "{proxy}: {} of {} rows as expected",
+        rows.len() - failures.len(),
+        rows.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} {proxy} rows failed:\n{}\n--- {proxy} log ---\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n"),
+        log_tail()
+    );
+}
+
+#[test]
+fn squid_matrix() {
+    if !installed("squid", squid_available()) {
+        return;
+    }
+    // Declared first, dropped last: squid stops before its folder goes.
+    let env = Env::new("squid");
+    let collectors = Collectors::start(&env);
+    let denied = EchoServer::start(Some(env.server_tls(Cert::Trusted))).expect("start collector");
+    let closed = closed_port();
+    let (proxy_cert, proxy_key, _) = env.issue(Cert::TrustedLocalhostOnly);
+    let mut allowed = collectors.ports();
+    allowed.extend([closed, denied.port()]);
+    let squid = Squid::start(SquidOptions {
+        dir: env.dir().join("squid"),
+        tls_cert: Some((proxy_cert, proxy_key)),
+        users: vec![(USER.into(), PASSWORD.into())],
+        allowed_ports: allowed,
+        denied_port: Some(denied.port()),
+    })
+    .expect("start squid");
+    let port = |p: Option<u16>| p.expect("squid port");
+    let (plain, plain_auth) = (port(squid.plain_port()), port(squid.plain_auth_port()));
+    let (tls, tls_auth) = (port(squid.tls_port()), port(squid.tls_auth_port()));
+    eprintln!("squid ready in {:?}", squid.startup_time());
+
+    let c = &collectors;
+    let tls_to = |cert: Cert| Yaml::collector(c.tls(cert).port()).tls_collector(&env);
+    let trusted = || tls_to(Cert::Trusted);
+    let plain_echo = || Yaml::collector(c.plain.port()).plain_collector();
+    use Status::*;
+
+    let mut rows = vec![
+        // The documentation's three examples.
+        ok(
+            "doc example 1: plain squid, TLS collector",
+            trusted().proxy(plain),
+        ),
+        ok(
+            "doc example 2: squid https_port trusted by http_proxy.ca_certificate",
+            trusted().tls_proxy(tls, &env),
+        ),
+        ok(
+            "doc example 3: squid https_port with Basic auth",
+            trusted().tls_proxy(tls_auth, &env).auth(USER, PASSWORD),
+        ),
+        // Every other route.
+        ok(
+            "plain squid with Basic auth, TLS collector",
+            trusted().proxy(plain_auth).auth(USER, PASSWORD),
+        ),
+        ok(
+            "plain collector (ssl: false) through plain squid",
+            plain_echo().proxy(plain),
+        ),
+        ok(
+            "plain collector through plain squid with Basic auth",
+            plain_echo().proxy(plain_auth).auth(USER, PASSWORD),
+        ),
+        ok(
+            "squid https_port, proxy verification off",
+            trusted()
+                .tls_proxy(tls, &env)
+                .set("http_proxy.ca_certificate", qp(&env.untrusted_ca()))
+                .set("http_proxy.ssl_verify_certificate", "false"),
+        ),
+        ok(
+            "untrusted collector with collector verification off, through squid https_port",
+            tls_to(Cert::UntrustedIssuer)
+                .set("ssl_verify_certificate", "false")
+                .tls_proxy(tls_auth, &env)
+                .auth(USER, PASSWORD),
+        ),
+        // Authentication.
+        fails(
+            "407: auth port without credentials",
+            trusted().proxy(plain_auth),
+            DTUN_ERR_PROXY_AUTH,
+            &["407", "Basic"],
+        ),
+        fails(
+            "407: auth port with a wrong password",
+            trusted().proxy(plain_auth).auth(USER, "not-the-password"),
+            DTUN_ERR_PROXY_AUTH,
+            &["407", "Basic"],
+        ),
+        fails(
+            "407: auth port with an unknown user",
+            trusted().proxy(plain_auth).auth("nobody-here", PASSWORD),
+            DTUN_ERR_PROXY_AUTH,
+            &["407"],
+        ),
+        fails(
+            "407: TLS auth port without credentials",
+            trusted().tls_proxy(tls_auth, &env),
+            DTUN_ERR_PROXY_AUTH,
+            &["407", "Basic"],
+        ),
+        // Squid's ACLs.
+        fails(
+            "403: CONNECT to a denied port",
+            Yaml::collector(denied.port())
+                .tls_collector(&env)
+                .proxy(plain),
+            DTUN_ERR_PROXY_REFUSED,
+            &["403"],
+        ),
+        fails(
+            "403: CONNECT to a denied port, authenticated",
+            Yaml::collector(denied.port())
+                .tls_collector(&env)
+                .tls_proxy(tls_auth, &env)
+                .auth(USER, PASSWORD),
+            DTUN_ERR_PROXY_REFUSED,
+            &["403"],
+        ),
+        fails(
+            "403: a collector outside squid's ACL (name left to squid)",
+            trusted()
+                .set("collector", "no-such-host.invalid")
+                .proxy(plain),
+            DTUN_ERR_PROXY_REFUSED,
+            &["403"],
+        ),
+        fails(
+            "503: nothing listens at the collector's port",
+            Yaml::collector(closed).tls_collector(&env).proxy(plain),
+            DTUN_ERR_PROXY_REFUSED,
+            &["503"],
+        ),
+        // TLS to the proxy.
+        fails(
+            "squid's certificate from an untrusted CA",
+            trusted()
+                .tls_proxy(tls, &env)
+                .set("http_proxy.ca_certificate", qp(&env.untrusted_ca())),
+            DTUN_ERR_PROXY_CERT,
+            &["untrusted issuer"],
+        ),
+        fails(
+            "squid's certificate checked against the system store",
+            trusted().proxy(tls).set("http_proxy.ssl", "true"),
+            DTUN_ERR_PROXY_CERT,
+            &["untrusted issuer"],
+        ),
+        fails(
+            "squid's certificate for localhost, reached as 127.0.0.1",
+            trusted()
+                .tls_proxy(tls, &env)
+                .set("http_proxy.proxy_host", "127.0.0.1"),
+            DTUN_ERR_PROXY_CERT,
+            &["wrong name"],
+        ),
+        fails(
+            "TLS spoken to squid's plain port",
+            trusted().tls_proxy(plain, &env),
+            DTUN_ERR_PROXY_TLS,
+            &[],
+        ),
+        fails(
+            "plain HTTP spoken to squid's TLS port",
+            trusted().proxy(tls),
+            DTUN_ERR_PROXY_PROTOCOL,
+            &[],
+        ),
+    ];
+    // Each collector certificate failure, through plain squid and through TLS squid with
+    // Basic auth (TLS in TLS).
+    for (cert, words) in Cert::FAILURES {
+        rows.push(fails(
+            &format!("collector certificate {cert:?} through plain squid"),
+            tls_to(cert).proxy(plain),
+            DTUN_ERR_COLLECTOR_CERT,
+            &[words],
+        ));
+        rows.push(fails(
+            &format!("collector certificate {cert:?} through squid https_port with auth"),
+            tls_to(cert).tls_proxy(tls_auth, &env).auth(USER, PASSWORD),
+            DTUN_ERR_COLLECTOR_CERT,
+            &[words],
+        ));
+    }
+    run_matrix("squid", &rows, || squid.log_tail());
+}
+
+#[test]
+fn tinyproxy_matrix() {
+    if !installed("tinyproxy", tinyproxy_available()) {
+        return;
+    }
+    // tinyproxy's BasicAuth takes only [-A-Za-z0-9._].
+    const TINY_PASSWORD: &str = "s3cret-pass.word_1";
+    let env = Env::new("tinyproxy");
+    let collectors = Collectors::start(&env);
+    let closed = closed_port();
+    let open_proxy = Tinyproxy::start(TinyproxyOptions::new(env.dir().join("tinyproxy")))
+        .expect("start tinyproxy");
+    let auth_proxy = Tinyproxy::start(TinyproxyOptions {
+        dir: env.dir().join("tinyproxy-auth"),
+        basic_auth: Some((USER.into(), TINY_PASSWORD.into())),
+        allowed_ports: Vec::new(),
+    })
+    .expect("start tinyproxy with BasicAuth");
+    let (plain, authed) = (open_proxy.port(), auth_proxy.port());
+
+    let c = &collectors;
+    let tls_to = |cert: Cert| Yaml::collector(c.tls(cert).port()).tls_collector(&env);
+    let trusted = || tls_to(Cert::Trusted);
+    use Status::*;
+
+    let mut rows = vec![
+        ok(
+            "TLS collector through tinyproxy (HTTP/1.0 200)",
+            trusted().proxy(plain),
+        ),
+        ok(
+            "plain collector (ssl: false) through tinyproxy",
+            Yaml::collector(c.plain.port())
+                .plain_collector()
+                .proxy(plain),
+        ),
+        ok(
+            "TLS collector through tinyproxy with BasicAuth",
+            trusted().proxy(authed).auth(USER, TINY_PASSWORD),
+        ),
+        ok(
+            "untrusted collector with verification off through tinyproxy",
+            tls_to(Cert::UntrustedIssuer)
+                .set("ssl_verify_certificate", "false")
+                .proxy(plain),
+        ),
+        fails(
+            "407: tinyproxy BasicAuth without credentials",
+            trusted().proxy(authed),
+            DTUN_ERR_PROXY_AUTH,
+            &["407", "Basic"],
+        ),
+        // tinyproxy 1.11 answers wrong credentials with 401, not 407.
+        fails(
+            "401: tinyproxy BasicAuth with a wrong password",
+            trusted().proxy(authed).auth(USER, PASSWORD),
+            DTUN_ERR_PROXY_AUTH,
+            &["401"],
+        ),
+        fails(
+            "nothing listens at the collector's port",
+            Yaml::collector(closed).tls_collector(&env).proxy(plain),
+            DTUN_ERR_PROXY_REFUSED,
+            &[],
+        ),
+        // tinyproxy waits for a request line that a ClientHello never ends (unlike squid,
+        // which answers 400): the open deadline is what ends it.
+        fails(
+            "TLS spoken to tinyproxy: silence until the open deadline",
+            trusted().tls_proxy(plain, &env),
+            DTUN_ERR_TIMEOUT,
+            &["tls to proxy"],
+        )
+        .wait(Duration::from_millis(500)),
+    ];
+    for (cert, words) in Cert::FAILURES {
+        rows.push(fails(
+            &format!("collector certificate {cert:?} through tinyproxy"),
+            tls_to(cert).proxy(plain),
+            DTUN_ERR_COLLECTOR_CERT,
+            &[words],
+        ));
+    }
+    run_matrix("tinyproxy", &rows, || {
+        format!("{}\n{}", open_proxy.log_tail(), auth_proxy.log_tail())
+    });
+}
