@@ -59,3 +59,6 @@ fi
 
 step "C tests, examples and package consumers"
 scripts/c-tests.sh
+
+step "fuzzing (each cargo-fuzz target, bounded time)"
+scripts/fuzz.sh 20

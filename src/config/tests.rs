@@ -1665,3 +1665,34 @@ fn set_refuses_values_that_yaml_would_cut_at_a_comment() {
     cfg.set("http_proxy.proxy_password", "pa#ss").unwrap();
     assert_eq!(cfg.settings().proxy.password.expose(), b"pa#ss");
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever the text, loading returns a config or an error, never panics, and an
+        /// error never echoes a password planted in the text.
+        #[test]
+        fn any_yaml_text_loads_or_errs(prefix in "[ -~\n\t]{0,200}", suffix in "[ -~\n\t]{0,200}") {
+            let text = format!("{prefix}\nhttp_proxy:\n  proxy_password: Zq9-planted-Zq9\n{suffix}");
+            if let Err(e) = TunnelConfig::from_yaml(&text) {
+                prop_assert!(!e.message().contains("planted"), "{}", e.message());
+            }
+            let _ = TunnelConfig::from_yaml(&prefix);
+        }
+
+        /// Setting any key to any value never panics; a failure leaves the config unchanged.
+        #[test]
+        fn any_set_is_safe(key_index in 0usize..KEYS.len() + 1, value in "\\PC{0,80}") {
+            let mut cfg = TunnelConfig::new().unwrap();
+            let before = format!("{:?}", cfg.settings());
+            let key = KEYS.get(key_index).copied().unwrap_or("no.such.key");
+            if cfg.set(key, &value).is_err() {
+                prop_assert_eq!(before, format!("{:?}", cfg.settings()));
+            }
+        }
+    }
+}
