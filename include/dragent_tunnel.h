@@ -153,6 +153,13 @@ typedef struct dtun_config dtun_config;
 typedef struct dtun_conn dtun_conn;
 
 /**
+ * The report of an open attempt (`dtun_report`): get one with `dtun_conn_report` or
+ * `dtun_last_open_report`, read it with `dtun_report_get` and `dtun_report_text`, free it
+ * with `dtun_report_free`.
+ */
+typedef struct dtun_report dtun_report;
+
+/**
  * Receives the library's log records.
  *
  * `userdata` is the pointer given to `dtun_set_logger`; `message` is a NUL-terminated
@@ -264,6 +271,51 @@ enum dtun_status dtun_recv(struct dtun_conn *c, uint8_t *buf, size_t cap, size_t
  * run while another thread is in `dtun_send` or `dtun_recv` on the same connection.
  */
 void dtun_close(struct dtun_conn *c);
+
+/**
+ * The report of the open that made `c` (see `dtun_report_get` for what it holds). On
+ * success writes a new handle to `*out`, which the caller frees with `dtun_report_free`.
+ * Does not block.
+ */
+enum dtun_status dtun_conn_report(const struct dtun_conn *c, struct dtun_report **out);
+
+/**
+ * The report of the calling thread's latest `dtun_open`, failed or not: after a failure,
+ * which stage failed (`failed_stage`), how long each stage took, and a `hint` of what to
+ * change in dragent.yaml. On success writes a new handle to `*out` (free it with
+ * `dtun_report_free`); `DTUN_ERR_INVALID_ARGUMENT` if this thread has not called
+ * `dtun_open` yet, or its latest call was refused for its arguments. Does not block.
+ */
+enum dtun_status dtun_last_open_report(struct dtun_report **out);
+
+/**
+ * One value of a report, as text; NULL when the report has no such value (a stage that
+ * did not run, a hop without TLS, an unknown key). Keys:
+ * `outcome` (status name), `message`, `failed_stage` (`""` on success), `hint` (what to
+ * change; `""` on success), `route`, `collector` and `proxy` (`host:port`), `proxy.tls`
+ * and `collector.tls` (`yes`/`no`), `proxy.auth` (`basic`/`none`),
+ * `proxy.status_code`, `proxy.status_reason`, `proxy.auth_schemes` (after a 407),
+ * `<side>.tls_version`, `<side>.cipher_suite`, `<side>.tls_resumed`,
+ * `<side>.cert.subject`, `<side>.cert.names`, `<side>.cert.not_after` (side: `proxy`
+ * or `collector`), `address.local`, `address.peer` (the TCP connection's ends),
+ * `time.resolve_ms`, `time.tcp_ms`, `time.proxy_tls_ms`, `time.proxy_connect_ms`,
+ * `time.collector_tls_ms`, `time.total_ms` (milliseconds with three decimals).
+ * The pointer lives as long as the report; never free it. Never holds a secret.
+ */
+const char *dtun_report_get(const struct dtun_report *r, const char *key);
+
+/**
+ * The whole report in words: the route, one line per stage with its time and outcome
+ * (TLS version and certificate, the proxy's answer, the addresses), the result, and the
+ * hint after a failure. The pointer lives as long as the report; never free it; NULL
+ * for a NULL or invalid handle.
+ */
+const char *dtun_report_text(const struct dtun_report *r);
+
+/**
+ * Frees a report. NULL is a no-op.
+ */
+void dtun_report_free(struct dtun_report *r);
 
 /**
  * Sends the library's log records at `max_level` and more severe to `fn`, with

@@ -8,6 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use crate::config::TunnelConfig;
 use crate::error::{Error, ErrorKind, Result, Stage};
+use crate::report::Report;
 use crate::runtime;
 use crate::tunnel::{self, BoxStream, Progress};
 
@@ -53,72 +54,92 @@ pub struct Connection {
     reader: Mutex<ReadHalf<BoxStream>>,
     writer: Mutex<WriteHalf<BoxStream>>,
     route: String,
+    report: Report,
 }
 
 impl Connection {
     /// Opens a tunnel as the config says, within `wait` for the whole open (resolution, TCP,
     /// TLS to the proxy, CONNECT, TLS to the collector).
     pub fn open(config: &TunnelConfig, wait: Wait) -> Result<Connection> {
-        Connection::open_with_progress(config, wait).0
+        Connection::attempt(config, wait).0
     }
 
     /// As [`Connection::open`], and also what the attempt did, stage by stage.
     pub fn open_with_progress(config: &TunnelConfig, wait: Wait) -> (Result<Connection>, Progress) {
+        let (result, progress, _) = Connection::attempt(config, wait);
+        (result, progress)
+    }
+
+    /// As [`Connection::open`], and also the report of the attempt (kept by the connection
+    /// too, see [`Connection::report`]): after a failure, which stage failed, the time of each
+    /// stage, and a hint.
+    pub fn open_with_report(config: &TunnelConfig, wait: Wait) -> (Result<Connection>, Report) {
+        let (result, _, report) = Connection::attempt(config, wait);
+        (result, report)
+    }
+
+    fn attempt(config: &TunnelConfig, wait: Wait) -> (Result<Connection>, Progress, Report) {
         let plan = config.plan();
         let started = Instant::now();
         let mut progress = Progress::new();
-        let rt = match runtime::get() {
-            Ok(rt) => rt,
-            Err(e) => return (Err(e), progress),
+        let result = match runtime::get() {
+            Ok(rt) => rt.block_on(async {
+                let open = tunnel::establish(&plan, &mut progress);
+                match wait {
+                    Wait::Forever => open.await,
+                    Wait::For(limit) => match tokio::time::timeout(limit, open).await {
+                        Ok(done) => done,
+                        Err(_) => Err(Error::new(Stage::Internal, ErrorKind::Deadline, "")),
+                    },
+                }
+            }),
+            Err(e) => Err(e),
         };
-        let result = rt.block_on(async {
-            let open = tunnel::establish(&plan, &mut progress);
-            match wait {
-                Wait::Forever => open.await,
-                Wait::For(limit) => match tokio::time::timeout(limit, open).await {
-                    Ok(done) => done,
-                    Err(_) => Err(Error::new(
-                        Stage::Internal,
-                        ErrorKind::Deadline,
-                        String::new(),
-                    )),
-                },
-            }
-        });
+        progress.finish();
+        let total = started.elapsed();
         let route = plan.route();
+        let result = result.map_err(|e| {
+            if *e.kind() != ErrorKind::Deadline {
+                return e;
+            }
+            Error::new(
+                progress.stage,
+                ErrorKind::Deadline,
+                format!(
+                    "open timed out after {} ms waiting for {} ({route})",
+                    total.as_millis(),
+                    progress.stage.name()
+                ),
+            )
+        });
+        let report = Report::build(&plan, &progress, result.as_ref().map(|_| ()), total);
         match result {
             Ok(stream) => {
                 crate::dtun_log!(
                     DTUN_LOG_INFO,
                     "tunnel open {route} in {} ms",
-                    started.elapsed().as_millis()
+                    total.as_millis()
                 );
                 let (reader, writer) = tokio::io::split(stream);
                 let conn = Connection {
                     reader: Mutex::new(reader),
                     writer: Mutex::new(writer),
                     route,
+                    report: report.clone(),
                 };
-                (Ok(conn), progress)
+                (Ok(conn), progress, report)
             }
             Err(e) => {
-                let e = if *e.kind() == ErrorKind::Deadline {
-                    Error::new(
-                        progress.stage,
-                        ErrorKind::Deadline,
-                        format!(
-                            "open timed out after {} ms waiting for {} ({route})",
-                            started.elapsed().as_millis(),
-                            progress.stage.name()
-                        ),
-                    )
-                } else {
-                    e
-                };
                 crate::dtun_log!(DTUN_LOG_ERROR, "tunnel open failed: {e}");
-                (Err(e), progress)
+                (Err(e), progress, report)
             }
         }
+    }
+
+    /// The report of the open that made this connection: route, TLS on each hop, the
+    /// proxy's answer, the collector's certificate, addresses, stage times.
+    pub fn report(&self) -> &Report {
+        &self.report
     }
 
     /// The route in words (direct, or via proxy host:port; TLS on each hop).

@@ -155,6 +155,8 @@ pub enum ErrorKind {
     Deadline,
     /// A TLS handshake failed for a reason other than the certificate.
     Tls,
+    /// The peer answered the TLS handshake with something that is not TLS (a plain port).
+    NotTls,
     /// The peer's certificate was rejected.
     Certificate(CertProblem),
     /// The proxy answered 407; the schemes it offered (`Basic`, `NTLM`...).
@@ -171,6 +173,8 @@ pub enum ErrorKind {
     },
     /// The proxy's reply was malformed, oversized or cut short.
     ProxyProtocol,
+    /// The proxy answered CONNECT with TLS bytes: its port expects TLS.
+    ProxySpeaksTls,
     /// An established stream broke.
     Io,
     /// A bug caught at the boundary.
@@ -190,12 +194,26 @@ pub enum CertProblem {
     Other,
 }
 
+/// What a rejected certificate said about itself, for hints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertDetail {
+    /// When it expired, as a UTC date and time.
+    pub expired_on: Option<String>,
+    /// When it starts being valid, for a certificate not valid yet.
+    pub valid_from: Option<String>,
+    /// The name we checked it against.
+    pub expected_name: Option<String>,
+    /// The names it holds.
+    pub presented_names: Vec<String>,
+}
+
 /// A failure, with its stage, kind and a message in words.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Error {
     stage: Stage,
     kind: ErrorKind,
     message: String,
+    cert: Option<Box<CertDetail>>,
 }
 
 impl Error {
@@ -205,7 +223,19 @@ impl Error {
             stage,
             kind,
             message: message.into(),
+            cert: None,
         }
+    }
+
+    /// Attaches what a rejected certificate said about itself.
+    pub fn with_cert_detail(mut self, detail: CertDetail) -> Error {
+        self.cert = Some(Box::new(detail));
+        self
+    }
+
+    /// What a rejected certificate said about itself, when that is the failure.
+    pub fn cert_detail(&self) -> Option<&CertDetail> {
+        self.cert.as_deref()
     }
 
     /// A configuration error.
@@ -247,13 +277,13 @@ impl Error {
             ErrorKind::Resolve => Status::DTUN_ERR_RESOLVE,
             ErrorKind::Connect => Status::DTUN_ERR_CONNECT,
             ErrorKind::Deadline => Status::DTUN_ERR_TIMEOUT,
-            ErrorKind::Tls if on_proxy => Status::DTUN_ERR_PROXY_TLS,
-            ErrorKind::Tls => Status::DTUN_ERR_COLLECTOR_TLS,
+            ErrorKind::Tls | ErrorKind::NotTls if on_proxy => Status::DTUN_ERR_PROXY_TLS,
+            ErrorKind::Tls | ErrorKind::NotTls => Status::DTUN_ERR_COLLECTOR_TLS,
             ErrorKind::Certificate(_) if on_proxy => Status::DTUN_ERR_PROXY_CERT,
             ErrorKind::Certificate(_) => Status::DTUN_ERR_COLLECTOR_CERT,
             ErrorKind::ProxyAuth { .. } => Status::DTUN_ERR_PROXY_AUTH,
             ErrorKind::ProxyRefused { .. } => Status::DTUN_ERR_PROXY_REFUSED,
-            ErrorKind::ProxyProtocol => Status::DTUN_ERR_PROXY_PROTOCOL,
+            ErrorKind::ProxyProtocol | ErrorKind::ProxySpeaksTls => Status::DTUN_ERR_PROXY_PROTOCOL,
             ErrorKind::Io => Status::DTUN_ERR_IO,
             ErrorKind::Internal => Status::DTUN_ERR_INTERNAL,
         }

@@ -12,6 +12,7 @@ pub mod ffi;
 pub mod log;
 pub mod plan;
 pub mod proxy;
+pub mod report;
 mod runtime;
 pub mod tls;
 pub mod tunnel;

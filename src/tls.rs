@@ -17,7 +17,7 @@ use rustls::{
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::config::{CaFile, Host};
-use crate::error::{CertProblem, Error, ErrorKind, Result, Stage};
+use crate::error::{CertDetail, CertProblem, Error, ErrorKind, Result, Stage};
 
 /// The system's trust store, loaded on first use and kept for the life of the process.
 static SYSTEM_ROOTS: Lazy<Arc<RootCertStore>> = Lazy::new(|| {
@@ -71,6 +71,53 @@ pub fn server_name(host: &Host) -> Result<ServerName<'static>> {
     }
 }
 
+/// What a finished handshake negotiated, and the peer certificate's subject, names and
+/// expiry (read for reports; the certificate was already verified, or verification is off).
+pub fn session_info(conn: &rustls::ClientConnection) -> crate::tunnel::TlsInfo {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_owned(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    };
+    let cipher_suite = conn
+        .negotiated_cipher_suite()
+        .and_then(|s| s.suite().as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let mut info = crate::tunnel::TlsInfo {
+        version,
+        cipher_suite,
+        resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        ..Default::default()
+    };
+    let leaf = conn.peer_certificates().and_then(|chain| chain.first());
+    if let Some(Ok((_, cert))) = leaf.map(|der| x509_parser::parse_x509_certificate(der)) {
+        info.subject = cert.subject().to_string();
+        info.not_after = u64::try_from(cert.validity().not_after.timestamp())
+            .map(utc_date_time)
+            .unwrap_or_default();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    x509_parser::extensions::GeneralName::DNSName(dns) => {
+                        info.names.push((*dns).to_owned())
+                    }
+                    x509_parser::extensions::GeneralName::IPAddress(bytes) => {
+                        if let Ok(v4) = <[u8; 4]>::try_from(*bytes) {
+                            info.names.push(std::net::Ipv4Addr::from(v4).to_string());
+                        } else if let Ok(v6) = <[u8; 16]>::try_from(*bytes) {
+                            info.names.push(std::net::Ipv6Addr::from(v6).to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    info
+}
+
 /// Turns a failed handshake into an error of the right kind: certificate rejections (and
 /// which problem) apart from every other TLS failure.
 pub fn handshake_error(stage: Stage, peer: &str, err: &io::Error) -> Error {
@@ -96,11 +143,12 @@ pub fn handshake_error(stage: Stage, peer: &str, err: &io::Error) -> Error {
                 ErrorKind::Certificate(problem),
                 format!("TLS to {side} {peer}: certificate rejected ({what}): {cert}"),
             )
+            .with_cert_detail(cert_detail(cert))
         }
         Some(rustls::Error::InvalidMessage(_)) | Some(rustls::Error::InappropriateMessage { .. }) => {
             Error::new(
                 stage,
-                ErrorKind::Tls,
+                ErrorKind::NotTls,
                 format!(
                     "TLS to {side} {peer} failed: the peer did not answer with TLS ({}); is it a plain-text port?",
                     tls.map(|e| e.to_string()).unwrap_or_default()
@@ -123,6 +171,50 @@ pub fn handshake_error(stage: Stage, peer: &str, err: &io::Error) -> Error {
             format!("TLS to {side} {peer} failed: {err}"),
         ),
     }
+}
+
+/// What rustls tells of a rejected certificate: its validity limit, or its names.
+fn cert_detail(e: &CertificateError) -> CertDetail {
+    match e {
+        CertificateError::ExpiredContext { not_after, .. } => CertDetail {
+            expired_on: Some(utc_date_time(not_after.as_secs())),
+            ..CertDetail::default()
+        },
+        CertificateError::NotValidYetContext { not_before, .. } => CertDetail {
+            valid_from: Some(utc_date_time(not_before.as_secs())),
+            ..CertDetail::default()
+        },
+        CertificateError::NotValidForNameContext {
+            expected,
+            presented,
+        } => CertDetail {
+            expected_name: Some(expected.to_str().into_owned()),
+            presented_names: presented.clone(),
+            ..CertDetail::default()
+        },
+        _ => CertDetail::default(),
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` from seconds since 1970 (civil-from-days, proleptic Gregorian).
+pub fn utc_date_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
 }
 
 fn cert_problem(e: &CertificateError) -> CertProblem {
@@ -186,5 +278,21 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_date_time;
+
+    #[test]
+    fn dates() {
+        assert_eq!(utc_date_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_date_time(1_577_836_800), "2020-01-01 00:00:00 UTC");
+        assert_eq!(
+            utc_date_time(951_782_400 + 3_661),
+            "2000-02-29 01:01:01 UTC"
+        );
+        assert_eq!(utc_date_time(4_102_444_799), "2099-12-31 23:59:59 UTC");
     }
 }

@@ -26,7 +26,8 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 /// A boxed stream: the layers differ per route.
 pub type BoxStream = Box<dyn Stream>;
 
-/// What an open did so far: the stage running now and the time each finished stage took.
+/// What an open did so far: the stage running now, the time each finished stage took, and
+/// what each hop negotiated. The raw material of a [`crate::report::Report`].
 #[derive(Debug, Clone)]
 pub struct Progress {
     /// The stage running (or that failed).
@@ -35,9 +36,32 @@ pub struct Progress {
     pub timings: Vec<(Stage, Duration)>,
     /// The address TCP connected to.
     pub peer: Option<SocketAddr>,
-    /// The proxy's status code and reason, once it answered.
+    /// Our end of that TCP connection.
+    pub local: Option<SocketAddr>,
+    /// The proxy's status code and reason, once it answered (reason redacted and shortened).
     pub proxy_status: Option<(u16, String)>,
+    /// TLS with the proxy, once negotiated.
+    pub proxy_tls: Option<TlsInfo>,
+    /// TLS with the collector, once negotiated.
+    pub collector_tls: Option<TlsInfo>,
     stage_started: Instant,
+}
+
+/// What one TLS hop negotiated, and the certificate it was shown.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    /// `TLSv1.3` or `TLSv1.2`.
+    pub version: String,
+    /// The cipher suite, as IANA names it (`TLS13_AES_256_GCM_SHA384`).
+    pub cipher_suite: String,
+    /// The peer certificate's subject (`CN=collector.example`).
+    pub subject: String,
+    /// Its DNS and IP names.
+    pub names: Vec<String>,
+    /// Its expiry, `YYYY-MM-DD HH:MM:SS UTC`.
+    pub not_after: String,
+    /// Whether TLS session resumption was used (a reconnect without a full handshake).
+    pub resumed: bool,
 }
 
 impl Progress {
@@ -47,7 +71,10 @@ impl Progress {
             stage: Stage::Resolve,
             timings: Vec::new(),
             peer: None,
+            local: None,
             proxy_status: None,
+            proxy_tls: None,
+            collector_tls: None,
             stage_started: Instant::now(),
         }
     }
@@ -59,9 +86,12 @@ impl Progress {
         self.stage_started = now;
     }
 
-    fn finish(&mut self) {
-        self.timings
-            .push((self.stage, Instant::now() - self.stage_started));
+    /// Closes the running stage's timing (at success, failure or deadline).
+    pub fn finish(&mut self) {
+        if self.timings.last().map(|(stage, _)| *stage) != Some(self.stage) {
+            self.timings
+                .push((self.stage, Instant::now() - self.stage_started));
+        }
     }
 }
 
@@ -91,7 +121,7 @@ pub async fn establish(plan: &Plan, progress: &mut Progress) -> Result<BoxStream
         let peer = proxy.host.authority(proxy.port);
         if let Some(hop) = &proxy.tls {
             progress.enter(Stage::ProxyTls);
-            stream = tls_handshake(stream, hop, Stage::ProxyTls, "proxy", &peer).await?;
+            stream = tls_handshake(stream, hop, Stage::ProxyTls, &peer, progress).await?;
         }
         progress.enter(Stage::ProxyConnect);
         stream = send_connect(stream, plan, &peer, progress).await?;
@@ -100,9 +130,8 @@ pub async fn establish(plan: &Plan, progress: &mut Progress) -> Result<BoxStream
     if let Some(hop) = &plan.collector_tls {
         progress.enter(Stage::CollectorTls);
         let peer = plan.collector_authority();
-        stream = tls_handshake(stream, hop, Stage::CollectorTls, "collector", &peer).await?;
+        stream = tls_handshake(stream, hop, Stage::CollectorTls, &peer, progress).await?;
     }
-    progress.finish();
     Ok(stream)
 }
 
@@ -154,6 +183,7 @@ async fn connect_any(
                     )
                 })?;
                 progress.peer = Some(*addr);
+                progress.local = tcp.local_addr().ok();
                 return Ok(tcp);
             }
             Err(e) => failures.push(format!("{addr}: {e}")),
@@ -174,9 +204,14 @@ async fn tls_handshake(
     stream: BoxStream,
     hop: &TlsHop,
     stage: Stage,
-    side: &str,
     peer: &str,
+    progress: &mut Progress,
 ) -> Result<BoxStream> {
+    let side = if stage == Stage::ProxyTls {
+        "proxy"
+    } else {
+        "collector"
+    };
     if !hop.verify {
         crate::dtun_log!(
             DTUN_LOG_WARN,
@@ -186,7 +221,19 @@ async fn tls_handshake(
     let connector = TlsConnector::from(hop.config.clone());
     match connector.connect(hop.name.clone(), stream).await {
         Ok(tls) => {
-            crate::dtun_log!(DTUN_LOG_DEBUG, "TLS to {side} {peer} established");
+            let info = tls::session_info(tls.get_ref().1);
+            crate::dtun_log!(
+                DTUN_LOG_DEBUG,
+                "TLS to {side} {peer} established: {} {}{}",
+                info.version,
+                info.cipher_suite,
+                if info.resumed { " (resumed)" } else { "" }
+            );
+            if stage == Stage::ProxyTls {
+                progress.proxy_tls = Some(info);
+            } else {
+                progress.collector_tls = Some(info);
+            }
             Ok(Box::new(tls))
         }
         Err(e) => Err(tls::handshake_error(stage, peer, &e)),
@@ -230,14 +277,23 @@ async fn send_connect(
 
     let mut parser = ReplyParser::new();
     let mut buf = vec![0u8; 4096];
+    let mut first_bytes = None;
     let (head, rest) = loop {
         let n = stream.read(&mut buf).await.map_err(io_err)?;
         if n == 0 {
             return Err(protocol_error(plan, peer, &parser.eof().to_string()));
         }
+        first_bytes.get_or_insert_with(|| buf[..n.min(2)].to_vec());
         match parser.feed(&buf[..n]) {
             Ok(Some(done)) => break done,
             Ok(None) => continue,
+            Err(_) if first_bytes.as_deref().is_some_and(looks_like_tls_record) => {
+                return Err(Error::new(
+                    Stage::ProxyConnect,
+                    ErrorKind::ProxySpeaksTls,
+                    format!("proxy {peer} answered CONNECT with TLS: its port expects TLS (http_proxy.ssl: true)"),
+                ))
+            }
             Err(e) => return Err(protocol_error(plan, peer, &e.to_string())),
         }
     };
@@ -286,6 +342,12 @@ async fn send_connect(
             format!("proxy {peer} refused CONNECT {target}: {status_line}"),
         )),
     }
+}
+
+/// A TLS record header (alert or handshake, version 3.x): what a TLS port sends back to
+/// plain text.
+fn looks_like_tls_record(first: &[u8]) -> bool {
+    matches!(first, [0x15 | 0x16, 0x03, ..] | [0x15 | 0x16])
 }
 
 fn protocol_error(plan: &Plan, peer: &str, why: &str) -> Error {

@@ -6,9 +6,22 @@ use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::{Error, Status};
+use crate::report::Report;
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    static LAST_OPEN: RefCell<Option<Report>> = const { RefCell::new(None) };
+}
+
+/// Keeps the report of this thread's latest `dtun_open` (`None`: the latest call was
+/// refused before any attempt).
+pub(crate) fn set_last_open(report: Option<Report>) {
+    LAST_OPEN.with(|cell| *cell.borrow_mut() = report);
+}
+
+/// The report of this thread's latest `dtun_open`, if it made one.
+pub(crate) fn last_open() -> Option<Report> {
+    LAST_OPEN.with(|cell| cell.borrow().clone())
 }
 
 /// Records this thread's last failure ("" after a success).
@@ -66,5 +79,7 @@ pub(crate) fn non_null<T>(p: *const T, name: &str) -> Result<(), Error> {
 pub(crate) const LIVE_CONFIG: u64 = 0x6474_756e_6366_6721; // "dtuncfg!"
 /// Marks a live connection handle.
 pub(crate) const LIVE_CONN: u64 = 0x6474_756e_636f_6e6e; // "dtunconn"
+/// Marks a live report handle.
+pub(crate) const LIVE_REPORT: u64 = 0x6474_756e_7265_7074; // "dtunrept"
 /// Written over the tag when a handle is freed, so a second free is caught in most cases.
 pub(crate) const FREED: u64 = 0xdead_dead_dead_dead;

@@ -1,10 +1,13 @@
 //! The opaque handles of the C API and the one place where raw pointers become references.
 
+use std::ffi::CString;
+
 use crate::config::TunnelConfig;
 use crate::conn::Connection;
 use crate::error::Error;
+use crate::report::Report;
 
-use super::boundary::{FREED, LIVE_CONFIG, LIVE_CONN};
+use super::boundary::{FREED, LIVE_CONFIG, LIVE_CONN, LIVE_REPORT};
 
 /// A configuration (`dtun_config`): create with `dtun_config_new`, `dtun_config_from_file` or
 /// `dtun_config_from_yaml`, free with `dtun_config_free`.
@@ -19,6 +22,28 @@ pub struct dtun_config {
 pub struct dtun_conn {
     tag: u64,
     pub(crate) inner: Connection,
+}
+
+/// The report of an open attempt (`dtun_report`): get one with `dtun_conn_report` or
+/// `dtun_last_open_report`, read it with `dtun_report_get` and `dtun_report_text`, free it
+/// with `dtun_report_free`.
+#[allow(non_camel_case_types)]
+pub struct dtun_report {
+    tag: u64,
+    values: Vec<(&'static str, CString)>,
+    text: CString,
+}
+
+impl dtun_report {
+    /// The value of a key as a C string, if the report has it.
+    pub(crate) fn value(&self, key: &str) -> Option<&CString> {
+        self.values.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The whole report in words.
+    pub(crate) fn text(&self) -> &CString {
+        &self.text
+    }
 }
 
 /// A Rust value behind an opaque C handle, tagged so that a wrong or freed pointer is
@@ -103,6 +128,26 @@ impl Handle for dtun_conn {
         dtun_conn {
             tag: LIVE_CONN,
             inner,
+        }
+    }
+    fn tag(&self) -> u64 {
+        self.tag
+    }
+    fn set_tag(&mut self, tag: u64) {
+        self.tag = tag;
+    }
+}
+
+impl Handle for dtun_report {
+    type Inner = Report;
+    const TAG: u64 = LIVE_REPORT;
+    const NAME: &'static str = "dtun_report";
+    fn wrap(report: Report) -> Self {
+        let c = |text: &str| CString::new(text.replace('\0', "?")).unwrap_or_default();
+        dtun_report {
+            tag: LIVE_REPORT,
+            values: report.entries().iter().map(|(k, v)| (*k, c(v))).collect(),
+            text: c(&report.text()),
         }
     }
     fn tag(&self) -> u64 {

@@ -14,7 +14,7 @@ mod handles;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::path::Path;
 
-pub use handles::{dtun_config, dtun_conn};
+pub use handles::{dtun_config, dtun_conn, dtun_report};
 
 use crate::config::TunnelConfig;
 use crate::conn::{Connection, Transfer, Wait};
@@ -190,10 +190,13 @@ pub unsafe extern "C" fn dtun_open(
     out: *mut *mut dtun_conn,
 ) -> Status {
     guard(|| {
+        boundary::set_last_open(None);
         non_null(out, "out")?;
         let cfg = unsafe { dtun_config::get(cfg) }?;
         let wait = Wait::from_millis(timeout_ms)?;
-        let conn = Connection::open(&cfg.inner, wait)?;
+        let (result, report) = Connection::open_with_report(&cfg.inner, wait);
+        boundary::set_last_open(Some(report));
+        let conn = result?;
         unsafe { *out = dtun_conn::into_raw(conn) };
         Ok(Status::DTUN_OK)
     })
@@ -266,6 +269,89 @@ pub unsafe extern "C" fn dtun_recv(
 #[no_mangle]
 pub unsafe extern "C" fn dtun_close(c: *mut dtun_conn) {
     guard_void(|| unsafe { dtun_conn::free(c) })
+}
+
+/// The report of the open that made `c` (see `dtun_report_get` for what it holds). On
+/// success writes a new handle to `*out`, which the caller frees with `dtun_report_free`.
+/// Does not block.
+#[no_mangle]
+pub unsafe extern "C" fn dtun_conn_report(
+    c: *const dtun_conn,
+    out: *mut *mut dtun_report,
+) -> Status {
+    guard(|| {
+        non_null(out, "out")?;
+        let conn = unsafe { dtun_conn::get(c) }?;
+        unsafe { *out = dtun_report::into_raw(conn.inner.report().clone()) };
+        Ok(Status::DTUN_OK)
+    })
+}
+
+/// The report of the calling thread's latest `dtun_open`, failed or not: after a failure,
+/// which stage failed (`failed_stage`), how long each stage took, and a `hint` of what to
+/// change in dragent.yaml. On success writes a new handle to `*out` (free it with
+/// `dtun_report_free`); `DTUN_ERR_INVALID_ARGUMENT` if this thread has not called
+/// `dtun_open` yet, or its latest call was refused for its arguments. Does not block.
+#[no_mangle]
+pub unsafe extern "C" fn dtun_last_open_report(out: *mut *mut dtun_report) -> Status {
+    guard(|| {
+        non_null(out, "out")?;
+        let report = boundary::last_open()
+            .ok_or_else(|| Error::invalid_argument("this thread has not called dtun_open yet"))?;
+        unsafe { *out = dtun_report::into_raw(report) };
+        Ok(Status::DTUN_OK)
+    })
+}
+
+/// One value of a report, as text; NULL when the report has no such value (a stage that
+/// did not run, a hop without TLS, an unknown key). Keys:
+/// `outcome` (status name), `message`, `failed_stage` (`""` on success), `hint` (what to
+/// change; `""` on success), `route`, `collector` and `proxy` (`host:port`), `proxy.tls`
+/// and `collector.tls` (`yes`/`no`), `proxy.auth` (`basic`/`none`),
+/// `proxy.status_code`, `proxy.status_reason`, `proxy.auth_schemes` (after a 407),
+/// `<side>.tls_version`, `<side>.cipher_suite`, `<side>.tls_resumed`,
+/// `<side>.cert.subject`, `<side>.cert.names`, `<side>.cert.not_after` (side: `proxy`
+/// or `collector`), `address.local`, `address.peer` (the TCP connection's ends),
+/// `time.resolve_ms`, `time.tcp_ms`, `time.proxy_tls_ms`, `time.proxy_connect_ms`,
+/// `time.collector_tls_ms`, `time.total_ms` (milliseconds with three decimals).
+/// The pointer lives as long as the report; never free it. Never holds a secret.
+#[no_mangle]
+pub unsafe extern "C" fn dtun_report_get(
+    r: *const dtun_report,
+    key: *const c_char,
+) -> *const c_char {
+    let mut found = std::ptr::null();
+    guard(|| {
+        non_null(key, "key")?;
+        let report = unsafe { dtun_report::get(r) }?;
+        let key = unsafe { CStr::from_ptr(key) }.to_str().unwrap_or("");
+        if let Some(value) = report.value(key) {
+            found = value.as_ptr();
+        }
+        Ok(Status::DTUN_OK)
+    });
+    found
+}
+
+/// The whole report in words: the route, one line per stage with its time and outcome
+/// (TLS version and certificate, the proxy's answer, the addresses), the result, and the
+/// hint after a failure. The pointer lives as long as the report; never free it; NULL
+/// for a NULL or invalid handle.
+#[no_mangle]
+pub unsafe extern "C" fn dtun_report_text(r: *const dtun_report) -> *const c_char {
+    let mut text = std::ptr::null();
+    guard(|| {
+        let report = unsafe { dtun_report::get(r) }?;
+        text = report.text().as_ptr();
+        Ok(Status::DTUN_OK)
+    });
+    text
+}
+
+/// Frees a report. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn dtun_report_free(r: *mut dtun_report) {
+    guard_void(|| unsafe { dtun_report::free(r) })
 }
 
 /// Sends the library's log records at `max_level` and more severe to `fn`, with
