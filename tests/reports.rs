@@ -10,7 +10,13 @@ use dtun_testenv::proxy::{Fault, ProxyOptions, TestProxy};
 use std::time::Duration;
 use support::*;
 
-fn report_of(yaml: &Yaml, wait: Wait) -> (Result<Connection, dragent_tunnel::Error>, dragent_tunnel::report::Report) {
+fn report_of(
+    yaml: &Yaml,
+    wait: Wait,
+) -> (
+    Result<Connection, dragent_tunnel::Error>,
+    dragent_tunnel::report::Report,
+) {
     Connection::open_with_report(&yaml.build(), wait)
 }
 
@@ -36,32 +42,79 @@ fn tls_in_tls_open_reports_every_hop() {
     assert_eq!(report.get("outcome"), Some("DTUN_OK"));
     assert_eq!(report.get("failed_stage"), Some(""));
     assert_eq!(report.get("hint"), Some(""));
-    assert_eq!(report.get("proxy"), Some(format!("localhost:{}", p.port()).as_str()));
+    assert_eq!(
+        report.get("proxy"),
+        Some(format!("localhost:{}", p.port()).as_str())
+    );
     assert_eq!(report.get("proxy.tls"), Some("yes"));
     assert_eq!(report.get("proxy.auth"), Some("basic"));
     assert_eq!(report.get("proxy.status_code"), Some("200"));
     for side in ["proxy", "collector"] {
-        let get = |k: &str| report.get(&format!("{side}.{k}")).unwrap_or_else(|| panic!("{side}.{k} missing"));
-        assert!(get("tls_version").starts_with("TLSv1."), "{}", get("tls_version"));
-        assert!(get("cipher_suite").starts_with("TLS"), "{}", get("cipher_suite"));
-        assert!(get("cert.names").contains("localhost"), "{}", get("cert.names"));
-        assert!(get("cert.subject").contains("CN="), "{}", get("cert.subject"));
-        assert!(get("cert.not_after").ends_with("UTC"), "{}", get("cert.not_after"));
+        let get = |k: &str| {
+            report
+                .get(&format!("{side}.{k}"))
+                .unwrap_or_else(|| panic!("{side}.{k} missing"))
+        };
+        assert!(
+            get("tls_version").starts_with("TLSv1."),
+            "{}",
+            get("tls_version")
+        );
+        assert!(
+            get("cipher_suite").starts_with("TLS"),
+            "{}",
+            get("cipher_suite")
+        );
+        assert!(
+            get("cert.names").contains("localhost"),
+            "{}",
+            get("cert.names")
+        );
+        assert!(
+            get("cert.subject").contains("CN="),
+            "{}",
+            get("cert.subject")
+        );
+        assert!(
+            get("cert.not_after").ends_with("UTC"),
+            "{}",
+            get("cert.not_after")
+        );
     }
     let peer = report.get("address.peer").unwrap();
     assert!(peer.ends_with(&format!(":{}", p.port())), "{peer}");
     assert!(report.get("address.local").is_some());
-    for key in ["time.resolve_ms", "time.tcp_ms", "time.proxy_tls_ms", "time.proxy_connect_ms", "time.collector_tls_ms", "time.total_ms"] {
-        let ms: f64 = report.get(key).unwrap_or_else(|| panic!("{key}")).parse().unwrap();
+    for key in [
+        "time.resolve_ms",
+        "time.tcp_ms",
+        "time.proxy_tls_ms",
+        "time.proxy_connect_ms",
+        "time.collector_tls_ms",
+        "time.total_ms",
+    ] {
+        let ms: f64 = report
+            .get(key)
+            .unwrap_or_else(|| panic!("{key}"))
+            .parse()
+            .unwrap();
         assert!(ms >= 0.0, "{key}");
     }
     // The connection keeps the same report.
     assert_eq!(conn.report().get("route"), report.get("route"));
     let text = report.text();
-    for stage in ["resolve", "tcp connect", "tls to proxy", "proxy connect", "tls to collector"] {
+    for stage in [
+        "resolve",
+        "tcp connect",
+        "tls to proxy",
+        "proxy connect",
+        "tls to collector",
+    ] {
         assert!(text.contains(stage), "{text}");
     }
-    assert!(!text.contains(PASSWORD) && !text.contains(&basic_token(USER, PASSWORD)), "{text}");
+    assert!(
+        !text.contains(PASSWORD) && !text.contains(&basic_token(USER, PASSWORD)),
+        "{text}"
+    );
     echo(&conn, b"still works");
 }
 
@@ -85,13 +138,27 @@ fn a_reconnect_resumes_tls_on_both_hops() {
     assert_eq!(report.get("proxy.tls_resumed"), Some("no"));
     let (second, report) = Connection::open_with_report(&cfg, OPEN_WAIT);
     let second = second.expect("second open");
-    assert_eq!(report.get("proxy.tls_resumed"), Some("yes"), "{}", report.text());
-    assert_eq!(report.get("collector.tls_resumed"), Some("yes"), "{}", report.text());
+    assert_eq!(
+        report.get("proxy.tls_resumed"),
+        Some("yes"),
+        "{}",
+        report.text()
+    );
+    assert_eq!(
+        report.get("collector.tls_resumed"),
+        Some("yes"),
+        "{}",
+        report.text()
+    );
     echo(&second, b"y");
 }
 
 /// Opens, expects `status`, and returns the report's failed stage and hint.
-fn failure(yaml: &Yaml, status: Status, wait: Wait) -> (String, String, dragent_tunnel::report::Report) {
+fn failure(
+    yaml: &Yaml,
+    status: Status,
+    wait: Wait,
+) -> (String, String, dragent_tunnel::report::Report) {
     let (conn, report) = report_of(yaml, wait);
     let e = conn.expect_err("open must fail");
     assert_eq!(e.status(), status, "{e}");
@@ -108,8 +175,13 @@ fn failure(yaml: &Yaml, status: Status, wait: Wait) -> (String, String, dragent_
 fn hint_for_407_names_the_schemes_and_the_keys() {
     let env = Env::new("hint-407");
     let collector = EchoServer::start(Some(env.server_tls(Cert::Trusted))).unwrap();
-    let p = proxy(ProxyOptions { fault: Fault::Auth407WithBody, ..ProxyOptions::default() });
-    let yaml = Yaml::collector(collector.port()).tls_collector(&env).proxy(p.port());
+    let p = proxy(ProxyOptions {
+        fault: Fault::Auth407WithBody,
+        ..ProxyOptions::default()
+    });
+    let yaml = Yaml::collector(collector.port())
+        .tls_collector(&env)
+        .proxy(p.port());
     let (stage, hint, report) = failure(&yaml, Status::DTUN_ERR_PROXY_AUTH, OPEN_WAIT);
     assert_eq!(stage, "proxy connect");
     assert!(hint.contains("Basic") && hint.contains("NTLM"), "{hint}");
@@ -125,11 +197,17 @@ fn hint_for_407_names_the_schemes_and_the_keys() {
 #[test]
 fn hint_for_403_speaks_of_the_acl_and_port_443() {
     let env = Env::new("hint-403");
-    let p = proxy(ProxyOptions { fault: Fault::Forbidden403, ..ProxyOptions::default() });
+    let p = proxy(ProxyOptions {
+        fault: Fault::Forbidden403,
+        ..ProxyOptions::default()
+    });
     let yaml = Yaml::collector(6443).tls_collector(&env).proxy(p.port());
     let (stage, hint, _) = failure(&yaml, Status::DTUN_ERR_PROXY_REFUSED, OPEN_WAIT);
     assert_eq!(stage, "proxy connect");
-    assert!(hint.contains("ACL") && hint.contains("443") && hint.contains("6443"), "{hint}");
+    assert!(
+        hint.contains("ACL") && hint.contains("443") && hint.contains("6443"),
+        "{hint}"
+    );
 }
 
 #[test]
@@ -145,19 +223,33 @@ fn hints_for_certificate_failures_name_side_reason_and_key() {
         let yaml = Yaml::collector(collector.port()).tls_collector(&env);
         let (stage, hint, _) = failure(&yaml, Status::DTUN_ERR_COLLECTOR_CERT, OPEN_WAIT);
         assert_eq!(stage, "tls to collector");
-        assert!(hint.contains("collector") && hint.contains(needle), "{kind:?}: {hint}");
+        assert!(
+            hint.contains("collector") && hint.contains(needle),
+            "{kind:?}: {hint}"
+        );
         if kind == Cert::UntrustedIssuer {
-            assert!(hint.contains("ca_certificate") && !hint.contains("http_proxy.ca_certificate"), "{hint}");
+            assert!(
+                hint.contains("ca_certificate") && !hint.contains("http_proxy.ca_certificate"),
+                "{hint}"
+            );
         }
         if kind == Cert::WrongName {
             assert!(hint.contains("localhost"), "{hint}");
         }
         // Proxy side.
-        let p = proxy(ProxyOptions { tls: Some(env.server_tls(kind)), ..ProxyOptions::default() });
-        let yaml = Yaml::collector(6443).tls_collector(&env).tls_proxy(p.port(), &env);
+        let p = proxy(ProxyOptions {
+            tls: Some(env.server_tls(kind)),
+            ..ProxyOptions::default()
+        });
+        let yaml = Yaml::collector(6443)
+            .tls_collector(&env)
+            .tls_proxy(p.port(), &env);
         let (stage, hint, _) = failure(&yaml, Status::DTUN_ERR_PROXY_CERT, OPEN_WAIT);
         assert_eq!(stage, "tls to proxy");
-        assert!(hint.contains("proxy at") && hint.contains(needle), "{kind:?}: {hint}");
+        assert!(
+            hint.contains("proxy at") && hint.contains(needle),
+            "{kind:?}: {hint}"
+        );
         if kind == Cert::UntrustedIssuer {
             assert!(hint.contains("http_proxy.ca_certificate"), "{hint}");
         }
@@ -168,24 +260,45 @@ fn hints_for_certificate_failures_name_side_reason_and_key() {
 fn hints_for_tls_and_plain_mismatch_on_the_proxy_port() {
     let env = Env::new("hint-mismatch");
     let plain = proxy(ProxyOptions::default());
-    let yaml = Yaml::collector(6443).tls_collector(&env).tls_proxy(plain.port(), &env);
+    let yaml = Yaml::collector(6443)
+        .tls_collector(&env)
+        .tls_proxy(plain.port(), &env);
     let (stage, hint, _) = failure(&yaml, Status::DTUN_ERR_PROXY_TLS, OPEN_WAIT);
     assert_eq!(stage, "tls to proxy");
-    assert!(hint.contains(&format!("the proxy at localhost:{} does not speak TLS: set http_proxy.ssl: false", plain.port())), "{hint}");
+    assert!(
+        hint.contains(&format!(
+            "the proxy at localhost:{} does not speak TLS: set http_proxy.ssl: false",
+            plain.port()
+        )),
+        "{hint}"
+    );
 
-    let tls = proxy(ProxyOptions { tls: Some(env.server_tls(Cert::Trusted)), ..ProxyOptions::default() });
+    let tls = proxy(ProxyOptions {
+        tls: Some(env.server_tls(Cert::Trusted)),
+        ..ProxyOptions::default()
+    });
     let yaml = Yaml::collector(6443).tls_collector(&env).proxy(tls.port());
     let (stage, hint, _) = failure(&yaml, Status::DTUN_ERR_PROXY_PROTOCOL, OPEN_WAIT);
     assert_eq!(stage, "proxy connect");
-    assert!(hint.contains("speaks TLS") && hint.contains("http_proxy.ssl: true"), "{hint}");
+    assert!(
+        hint.contains("speaks TLS") && hint.contains("http_proxy.ssl: true"),
+        "{hint}"
+    );
 }
 
 #[test]
 fn hint_for_a_timeout_names_the_waiting_stage() {
     let env = Env::new("hint-timeout");
-    let p = proxy(ProxyOptions { fault: Fault::NeverAnswer, ..ProxyOptions::default() });
+    let p = proxy(ProxyOptions {
+        fault: Fault::NeverAnswer,
+        ..ProxyOptions::default()
+    });
     let yaml = Yaml::collector(6443).tls_collector(&env).proxy(p.port());
-    let (stage, hint, report) = failure(&yaml, Status::DTUN_ERR_TIMEOUT, Wait::For(Duration::from_millis(300)));
+    let (stage, hint, report) = failure(
+        &yaml,
+        Status::DTUN_ERR_TIMEOUT,
+        Wait::For(Duration::from_millis(300)),
+    );
     assert_eq!(stage, "proxy connect");
     assert!(hint.contains("did not answer CONNECT"), "{hint}");
     // The stages before it finished and were timed; the waiting one is timed up to the deadline.
@@ -197,7 +310,9 @@ fn hint_for_a_timeout_names_the_waiting_stage() {
 #[test]
 fn hints_for_resolve_and_connect() {
     let env = Env::new("hint-net");
-    let yaml = Yaml::new().set("collector", "no-such-host.invalid").tls_collector(&env);
+    let yaml = Yaml::new()
+        .set("collector", "no-such-host.invalid")
+        .tls_collector(&env);
     let (stage, hint, _) = failure(&yaml, Status::DTUN_ERR_RESOLVE, OPEN_WAIT);
     assert_eq!(stage, "resolve");
     assert!(hint.contains("collector") && hint.contains("DNS"), "{hint}");
@@ -205,15 +320,4 @@ fn hints_for_resolve_and_connect() {
     let (stage, hint, _) = failure(&yaml, Status::DTUN_ERR_CONNECT, OPEN_WAIT);
     assert_eq!(stage, "tcp connect");
     assert!(hint.contains("collector_port"), "{hint}");
-}
-
-#[test]
-#[ignore = "prints a report for eyeballing"]
-fn print_reports() {
-    let env = Env::new("report-print");
-    let collector = EchoServer::start(Some(env.server_tls(Cert::Expired))).unwrap();
-    let p = proxy(ProxyOptions { tls: Some(env.server_tls(Cert::Trusted)), ..ProxyOptions::default() });
-    let yaml = Yaml::collector(collector.port()).tls_collector(&env).tls_proxy(p.port(), &env);
-    let (_, report) = report_of(&yaml, OPEN_WAIT);
-    println!("{}", report.text());
 }
