@@ -228,8 +228,10 @@ fn parse_head(head: &[u8]) -> Result<ReplyHead, ParseError> {
             continue;
         };
         let (name, value) = (&line[..colon], &line[colon + 1..]);
-        if name.eq_ignore_ascii_case(b"proxy-authenticate") {
-            // Not `printable`: its 80-character cut would drop the schemes of a long value.
+        // tinyproxy answers wrong credentials with 401 and a WWW-Authenticate challenge.
+        let challenge = name.eq_ignore_ascii_case(b"proxy-authenticate")
+            || (code == 401 && name.eq_ignore_ascii_case(b"www-authenticate"));
+        if challenge {
             auth_schemes.extend(challenge_schemes(&String::from_utf8_lossy(value)));
         }
     }

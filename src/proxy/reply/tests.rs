@@ -848,4 +848,5 @@ fn tinyproxy_401_for_wrong_credentials_is_an_auth_failure() {
         .unwrap();
     assert_eq!(h.code, 401);
     assert_eq!(h.outcome(), Outcome::AuthRequired);
+    assert_eq!(h.auth_schemes, ["Basic"]);
 }
