@@ -284,10 +284,11 @@ impl Drop for RealProxies {
                 .lines()
                 .filter(|line| !line.contains(" NONE_NONE/000 "))
                 .collect();
-            eprintln!(
-                "dtun-testenv: squid stopped; {} requests in its access.log:",
-                requests.len()
-            );
+            let (n, noun) = match requests.len() {
+                1 => (1, "request"),
+                n => (n, "requests"),
+            };
+            eprintln!("dtun-testenv: squid stopped; {n} {noun} in its access.log:");
             for line in requests {
                 eprintln!("  {line}");
             }
