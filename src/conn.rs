@@ -1,7 +1,7 @@
 //! A blocking connection over an open tunnel: send and recv with timeouts, usable from two
 //! threads at once (one sending, one receiving), and a close that says goodbye in bounded time.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -55,6 +55,9 @@ pub struct Connection {
     writer: Mutex<WriteHalf<BoxStream>>,
     route: String,
     report: Report,
+    /// The first failure of either direction. A broken stream stays broken: after a reset,
+    /// Linux reports ECONNRESET once and then plain EOF, which must not read as a clean close.
+    broken: OnceLock<Error>,
 }
 
 impl Connection {
@@ -126,6 +129,7 @@ impl Connection {
                     writer: Mutex::new(writer),
                     route,
                     report: report.clone(),
+                    broken: OnceLock::new(),
                 };
                 (Ok(conn), progress, report)
             }
@@ -155,6 +159,9 @@ impl Connection {
             Ok(rt) => rt,
             Err(e) => return (0, Err(e)),
         };
+        if let Some(e) = self.broken.get() {
+            return (0, Err(e.clone()));
+        }
         let mut writer = lock(&self.writer);
         let mut sent = 0usize;
         let outcome = rt.block_on(async {
@@ -172,7 +179,7 @@ impl Connection {
         let result = match outcome {
             None => Ok(Transfer::TimedOut),
             Some(Ok(())) => Ok(Transfer::Complete),
-            Some(Err(e)) => Err(stream_error("send", &e)),
+            Some(Err(e)) => Err(self.break_with(stream_error("send", &e))),
         };
         (sent, result)
     }
@@ -187,6 +194,9 @@ impl Connection {
             Ok(rt) => rt,
             Err(e) => return (0, Err(e)),
         };
+        if let Some(e) = self.broken.get() {
+            return (0, Err(e.clone()));
+        }
         let mut reader = lock(&self.reader);
         let outcome = rt.block_on(async {
             let work = reader.read(buf);
@@ -205,8 +215,13 @@ impl Connection {
                 crate::dtun_log!(DTUN_LOG_TRACE, "recv: {n} bytes");
                 (n, Ok(Transfer::Complete))
             }
-            Some(Err(e)) => (0, Err(stream_error("recv", &e))),
+            Some(Err(e)) => (0, Err(self.break_with(stream_error("recv", &e)))),
         }
+    }
+
+    /// Records the stream's first failure and returns it (or the earlier one).
+    fn break_with(&self, e: Error) -> Error {
+        self.broken.get_or_init(|| e).clone()
     }
 
     /// Sends TLS close_notify (on each TLS layer) and flushes, waiting at most

@@ -227,6 +227,12 @@ impl Error {
         }
     }
 
+    /// The same error with its message rewritten (to take a secret out of it).
+    pub(crate) fn map_message(mut self, f: impl FnOnce(String) -> String) -> Error {
+        self.message = f(std::mem::take(&mut self.message));
+        self
+    }
+
     /// Attaches what a rejected certificate said about itself.
     pub fn with_cert_detail(mut self, detail: CertDetail) -> Error {
         self.cert = Some(Box::new(detail));

@@ -43,7 +43,15 @@ impl Host {
         if valid_name {
             Ok(Host::Name(t.to_owned()))
         } else {
-            let shown: String = t.chars().take(64).collect();
+            // A proxy written as a URL (`http://user:password@host:port`, as curl takes it)
+            // carries credentials: show only what follows the last '@'.
+            let shown: String = match t.rfind('@') {
+                Some(at) => format!("<credentials hidden>@{}", &t[at + 1..]),
+                None => t.to_owned(),
+            }
+            .chars()
+            .take(64)
+            .collect();
             Err(format!(
                 "{key}: {shown:?} is neither a host name (letters, digits, '-', '_', '.') nor an IP address"
             ))

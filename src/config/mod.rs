@@ -213,8 +213,18 @@ impl TunnelConfig {
     /// Parses dragent.yaml text.
     pub fn from_yaml(text: &str) -> Result<TunnelConfig> {
         let mut settings = Settings::default();
-        for (key, mut value) in yaml::RawFile::parse(text)?.entries() {
-            let result = settings.set(key, value.as_deref());
+        let entries = yaml::RawFile::parse(text)?.entries();
+        // A password typed into the wrong key would be quoted by that key's error.
+        let password = entries
+            .iter()
+            .find(|(key, _)| *key == "http_proxy.proxy_password")
+            .and_then(|(_, value)| value.clone())
+            .map(Secret::from)
+            .unwrap_or_default();
+        for (key, mut value) in entries {
+            let result = settings
+                .set(key, value.as_deref())
+                .map_err(|e| without_secret(e, &password));
             // Every value is wiped, not only the password's: cheaper than telling them apart.
             if let Some(v) = value.as_mut() {
                 secret::wipe_string(v);
@@ -246,7 +256,9 @@ impl TunnelConfig {
         }
         let mut parsed = yaml::parse_scalar_text(key, value)?;
         let mut settings = self.settings.clone();
-        let result = settings.set(key, parsed.as_deref());
+        let result = settings
+            .set(key, parsed.as_deref())
+            .map_err(|e| without_secret(e, &self.settings.proxy.password));
         if let Some(v) = parsed.as_mut() {
             secret::wipe_string(v);
         }
@@ -277,6 +289,16 @@ impl std::fmt::Debug for TunnelConfig {
         f.debug_struct("TunnelConfig")
             .field("settings", &self.settings)
             .finish()
+    }
+}
+
+/// Takes the password out of an error message. Passwords shorter than 4 characters are left
+/// alone: replacing every "1" of a message would garble it, and such a password protects
+/// nothing anyway.
+fn without_secret(e: Error, password: &Secret) -> Error {
+    match std::str::from_utf8(password.expose()) {
+        Ok(p) if p.chars().count() >= 4 => e.map_message(|m| m.replace(p, "<password hidden>")),
+        _ => e,
     }
 }
 

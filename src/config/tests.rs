@@ -1696,3 +1696,15 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_password_typed_into_another_key_is_not_quoted_back() {
+    let yaml = "http_proxy:\n  proxy_password: Zq9secretZq9\n  proxy_port: Zq9secretZq9\n  proxy_host: p.example\n";
+    let e = TunnelConfig::from_yaml(yaml).unwrap_err();
+    assert_eq!(e.status(), Status::DTUN_ERR_CONFIG);
+    assert!(e.message().contains("http_proxy.proxy_port"), "{e}");
+    assert!(!e.message().contains("Zq9secret"), "{e}");
+    let mut cfg = TunnelConfig::from_yaml("http_proxy:\n  proxy_password: Zq9secretZq9\n").unwrap();
+    let e = cfg.set("collector_port", "Zq9secretZq9").unwrap_err();
+    assert!(!e.message().contains("Zq9secret"), "{e}");
+}
