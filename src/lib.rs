@@ -14,6 +14,7 @@ pub mod plan;
 pub mod proxy;
 pub mod report;
 mod runtime;
+mod sigpipe;
 pub mod tls;
 pub mod tunnel;
 
