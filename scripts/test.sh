@@ -58,7 +58,7 @@ if grep -q "SKIPPED" "$log"; then
 fi
 
 step "C tests, examples and package consumers"
-scripts/c-tests.sh
+DTUN_REQUIRE_REAL_PROXIES=ON DTUN_REQUIRE_VALGRIND=ON scripts/c-tests.sh
 
 step "fuzzing (each cargo-fuzz target, bounded time)"
 scripts/fuzz.sh 20

@@ -1,0 +1,122 @@
+# Builds the Rust library with cargo and wraps its outputs as CMake imported targets.
+#
+# Cargo, not CMake, knows when Rust sources changed, so cargo runs on every build (a no-op
+# takes a fraction of a second) and CMake only declares what it produces.
+
+set(CARGO_PROFILE "release" CACHE STRING
+  "Cargo profile used to build libdragent_tunnel (release, dev, or a custom profile)")
+
+# rustup installs cargo in ~/.cargo/bin, which is often not on the PATH of IDEs and CI shells.
+find_program(CARGO_EXECUTABLE cargo HINTS "$ENV{CARGO_HOME}/bin" "$ENV{HOME}/.cargo/bin")
+if(NOT CARGO_EXECUTABLE)
+  message(FATAL_ERROR "cargo not found: install Rust (https://rustup.rs) or set CARGO_EXECUTABLE")
+endif()
+
+# The native libraries a program must link next to libdragent_tunnel.a. This is what
+# `rustc --print native-static-libs` says for the Rust standard library on Linux; it is
+# written down here because CMake needs it before anything is built. The test
+# `native_static_libs` compares it with what the compiler prints, so a drift fails loudly.
+set(DTUN_NATIVE_STATIC_LIBS gcc_s util rt pthread m dl c)
+
+# The output directory cargo uses for a profile: `dev` and `test` build into `debug`,
+# `bench` into `release`, any other profile into a directory of its own name.
+function(dtun_cargo_profile_dir out profile)
+  if(profile STREQUAL "dev" OR profile STREQUAL "test")
+    set(${out} "debug" PARENT_SCOPE)
+  elseif(profile STREQUAL "bench")
+    set(${out} "release" PARENT_SCOPE)
+  else()
+    set(${out} "${profile}" PARENT_SCOPE)
+  endif()
+endfunction()
+
+# The `../..` path from an install directory (relative to the prefix) back to the prefix.
+function(dtun_relative_to_prefix out dir)
+  if(IS_ABSOLUTE "${dir}")
+    message(FATAL_ERROR "install directory ${dir} must be relative to the prefix for a relocatable package")
+  endif()
+  # Any absolute root works: only the number of components between the two matters.
+  file(RELATIVE_PATH rel "/prefix/${dir}" "/prefix")
+  set(${out} "${rel}" PARENT_SCOPE)
+endfunction()
+
+# Defines:
+#   target dragent_tunnel_cargo                     runs cargo, stages the shared library
+#   DragentTunnel::dragent_tunnel                   the shared library (SONAME libdragent_tunnel.so.0)
+#   DragentTunnel::dragent_tunnel_static            the static library and its native libraries
+# and, in the caller's scope:
+#   DTUN_SONAME, DTUN_SHARED_REAL_NAME, DTUN_SHARED_LINK_NAME   the three names of the .so
+#   DTUN_STAGE_DIR          where the .so sits under those three names
+#   DTUN_CARGO_STATIC_LIB   cargo's libdragent_tunnel.a
+#   DTUN_CARGO_TARGET_DIR   cargo's target directory for this build tree
+#   DTUN_CARGO_ENV          `cmake -E env` prefix that runs cargo in that target directory
+#   DTUN_CARGO_BUILD_ARGS   the cargo arguments of the library build (tests reuse them)
+function(dtun_cargo_library)
+  set(soname "libdragent_tunnel.so.${PROJECT_VERSION_MAJOR}")
+  set(real_name "libdragent_tunnel.so.${PROJECT_VERSION}")
+  set(link_name "libdragent_tunnel.so")
+
+  # A target directory of our own: the link argument below changes the library's fingerprint,
+  # and sharing target/ with plain `cargo build`/`cargo test` would make each rebuild the other's.
+  set(target_dir "${CMAKE_CURRENT_BINARY_DIR}/cargo")
+  dtun_cargo_profile_dir(profile_dir "${CARGO_PROFILE}")
+  set(out_dir "${target_dir}/${profile_dir}")
+  set(stage_dir "${CMAKE_CURRENT_BINARY_DIR}/lib")
+
+  # `cargo rustc` passes the arguments after `--` to the final rustc call of this crate only:
+  # the SONAME goes into the cdylib without RUSTFLAGS, so dependencies build as usual.
+  # --print native-static-libs puts the staticlib's link line in the build log.
+  set(build_args
+    rustc --lib --package dragent-tunnel --profile "${CARGO_PROFILE}"
+    --manifest-path "${CMAKE_CURRENT_SOURCE_DIR}/Cargo.toml"
+    -- -C "link-arg=-Wl,-soname,${soname}" --print native-static-libs)
+  set(cargo_env "${CMAKE_COMMAND}" -E env "CARGO_TARGET_DIR=${target_dir}")
+
+  # The linker records the SONAME in programs, and the loader then looks for that file name:
+  # stage the library under its three conventional names (real file, SONAME link, dev link).
+  add_custom_target(dragent_tunnel_cargo ALL
+    COMMAND ${cargo_env} "${CARGO_EXECUTABLE}" ${build_args}
+    COMMAND "${CMAKE_COMMAND}" -E make_directory "${stage_dir}"
+    COMMAND "${CMAKE_COMMAND}" -E copy_if_different
+            "${out_dir}/libdragent_tunnel.so" "${stage_dir}/${real_name}"
+    COMMAND "${CMAKE_COMMAND}" -E create_symlink "${real_name}" "${stage_dir}/${soname}"
+    COMMAND "${CMAKE_COMMAND}" -E create_symlink "${soname}" "${stage_dir}/${link_name}"
+    BYPRODUCTS
+      "${out_dir}/libdragent_tunnel.so"
+      "${out_dir}/libdragent_tunnel.a"
+      "${stage_dir}/${real_name}"
+      "${stage_dir}/${soname}"
+      "${stage_dir}/${link_name}"
+    WORKING_DIRECTORY "${CMAKE_CURRENT_SOURCE_DIR}"
+    USES_TERMINAL
+    COMMENT "cargo: building libdragent_tunnel (profile ${CARGO_PROFILE})"
+    VERBATIM)
+
+  set(include_dir "${CMAKE_CURRENT_SOURCE_DIR}/include")
+
+  add_library(dragent_tunnel_shared SHARED IMPORTED GLOBAL)
+  set_target_properties(dragent_tunnel_shared PROPERTIES
+    IMPORTED_LOCATION "${stage_dir}/${real_name}"
+    IMPORTED_SONAME "${soname}"
+    INTERFACE_INCLUDE_DIRECTORIES "${include_dir}")
+  add_dependencies(dragent_tunnel_shared dragent_tunnel_cargo)
+  add_library(DragentTunnel::dragent_tunnel ALIAS dragent_tunnel_shared)
+
+  add_library(dragent_tunnel_static STATIC IMPORTED GLOBAL)
+  set_target_properties(dragent_tunnel_static PROPERTIES
+    IMPORTED_LOCATION "${out_dir}/libdragent_tunnel.a"
+    IMPORTED_LINK_INTERFACE_LANGUAGES C
+    INTERFACE_INCLUDE_DIRECTORIES "${include_dir}"
+    INTERFACE_LINK_LIBRARIES "${DTUN_NATIVE_STATIC_LIBS}")
+  add_dependencies(dragent_tunnel_static dragent_tunnel_cargo)
+  add_library(DragentTunnel::dragent_tunnel_static ALIAS dragent_tunnel_static)
+
+  set(DTUN_SONAME "${soname}" PARENT_SCOPE)
+  set(DTUN_SHARED_REAL_NAME "${real_name}" PARENT_SCOPE)
+  set(DTUN_SHARED_LINK_NAME "${link_name}" PARENT_SCOPE)
+  set(DTUN_STAGE_DIR "${stage_dir}" PARENT_SCOPE)
+  set(DTUN_CARGO_STATIC_LIB "${out_dir}/libdragent_tunnel.a" PARENT_SCOPE)
+  set(DTUN_CARGO_TARGET_DIR "${target_dir}" PARENT_SCOPE)
+  set(DTUN_CARGO_ENV ${cargo_env} PARENT_SCOPE)
+  set(DTUN_CARGO_BUILD_ARGS ${build_args} PARENT_SCOPE)
+endfunction()

@@ -1,0 +1,305 @@
+/* Helpers shared by the C tests; see support.h. */
+
+#define _POSIX_C_SOURCE 200809L
+
+#include "support.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void test_fail(const char *file, int line, const char *fmt, ...)
+{
+    va_list args;
+    /* Output errors are ignored here: there is nowhere left to report them. */
+    (void)fprintf(stderr, "FAIL %s:%d: ", file, line);
+    va_start(args, fmt);
+    (void)vfprintf(stderr, fmt, args);
+    va_end(args);
+    (void)fputc('\n', stderr);
+    /* _Exit, not exit: another thread may be inside the library, and running exit handlers
+     * under it would turn a clear failure into a hang or a crash. Flush what was printed. */
+    (void)fflush(NULL);
+    _Exit(1);
+}
+
+void test_fail_status(const char *file, int line, const char *call, dtun_status got,
+                      dtun_status want)
+{
+    const char *message = dtun_last_error();
+    test_fail(file, line, "%s returned %s (%d), expected %s (%d); dtun_last_error: \"%s\"", call,
+              dtun_status_name(got), (int)got, dtun_status_name(want), (int)want, message);
+}
+
+void test_note(const char *fmt, ...)
+{
+    va_list args;
+    int failed;
+    failed = fputs("[test] ", stdout) < 0;
+    va_start(args, fmt);
+    failed |= vprintf(fmt, args) < 0;
+    va_end(args);
+    failed |= fputc('\n', stdout) == EOF;
+    /* Flushed at once to keep stdout and stderr in order in ctest's log. */
+    failed |= fflush(stdout) != 0;
+    if (failed) {
+        test_fail(__FILE__, __LINE__, "cannot write to stdout");
+    }
+}
+
+const char *testenv_dir(void)
+{
+    const char *dir = getenv("DTUN_TESTENV_DIR");
+    if (dir == NULL || dir[0] == '\0') {
+        test_fail(__FILE__, __LINE__,
+                  "DTUN_TESTENV_DIR is not set: run this test as "
+                  "`dtun-testenv run --dir DIR -- TEST` (ctest does)");
+    }
+    return dir;
+}
+
+void testenv_path(char *buf, size_t cap, const char *file)
+{
+    int n = snprintf(buf, cap, "%s/%s", testenv_dir(), file);
+    if (n < 0 || (size_t)n >= cap) {
+        test_fail(__FILE__, __LINE__, "path of %s does not fit in %zu bytes", file, cap);
+    }
+}
+
+/* env.txt, read once: KEY=VALUE lines, values kept as read (they may hold any character). */
+#define MAX_ENV_ENTRIES 128
+static struct {
+    char *key;
+    char *value;
+} env_entries[MAX_ENV_ENTRIES];
+static size_t env_count;
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+
+static void read_env_txt(void)
+{
+    char path[4096];
+    char *line = NULL;
+    size_t line_cap = 0;
+    ssize_t len;
+    FILE *f;
+    testenv_path(path, sizeof path, "env.txt");
+    f = fopen(path, "r");
+    if (f == NULL) {
+        test_fail(__FILE__, __LINE__, "cannot open %s", path);
+    }
+    while ((len = getline(&line, &line_cap, f)) != -1) {
+        char *eq;
+        if (len > 0 && line[len - 1] == '\n') {
+            line[len - 1] = '\0';
+        }
+        eq = strchr(line, '=');
+        if (eq == NULL) {
+            continue;
+        }
+        if (env_count == MAX_ENV_ENTRIES) {
+            test_fail(__FILE__, __LINE__, "%s has more than %d entries", path, MAX_ENV_ENTRIES);
+        }
+        *eq = '\0';
+        env_entries[env_count].key = strdup(line);
+        env_entries[env_count].value = strdup(eq + 1);
+        if (env_entries[env_count].key == NULL || env_entries[env_count].value == NULL) {
+            test_fail(__FILE__, __LINE__, "out of memory reading %s", path);
+        }
+        env_count++;
+    }
+    if (ferror(f)) {
+        test_fail(__FILE__, __LINE__, "cannot read %s", path);
+    }
+    free(line);
+    if (fclose(f) != 0) {
+        test_fail(__FILE__, __LINE__, "cannot close %s", path);
+    }
+}
+
+static void load_env_txt(void)
+{
+    if (pthread_once(&env_once, read_env_txt) != 0) {
+        test_fail(__FILE__, __LINE__, "pthread_once failed");
+    }
+}
+
+int testenv_entry(size_t i, const char **key, const char **value)
+{
+    load_env_txt();
+    if (i >= env_count) {
+        return 0;
+    }
+    *key = env_entries[i].key;
+    *value = env_entries[i].value;
+    return 1;
+}
+
+const char *testenv_value(const char *key)
+{
+    size_t i;
+    load_env_txt();
+    for (i = 0; i < env_count; i++) {
+        if (strcmp(env_entries[i].key, key) == 0) {
+            return env_entries[i].value;
+        }
+    }
+    test_fail(__FILE__, __LINE__, "env.txt has no %s", key);
+}
+
+dtun_config *load_scenario(const char *file)
+{
+    char path[4096];
+    dtun_config *config = NULL;
+    testenv_path(path, sizeof path, file);
+    CHECK_OK(dtun_config_from_file(path, &config));
+    CHECK(config != NULL);
+    return config;
+}
+
+dtun_conn *open_scenario(const char *file)
+{
+    dtun_config *config = load_scenario(file);
+    dtun_conn *conn = NULL;
+    CHECK_OK(dtun_open(config, TEST_OPEN_TIMEOUT_MS, &conn));
+    CHECK(conn != NULL);
+    dtun_config_free(config);
+    return conn;
+}
+
+void send_all(dtun_conn *conn, const void *buf, size_t len)
+{
+    size_t sent = (size_t)-1;
+    CHECK_OK(dtun_send(conn, (const uint8_t *)buf, len, &sent, TEST_IO_TIMEOUT_MS));
+    if (sent != len) {
+        test_fail(__FILE__, __LINE__, "dtun_send returned DTUN_OK with %zu of %zu bytes sent",
+                  sent, len);
+    }
+}
+
+void recv_exact(dtun_conn *conn, void *buf, size_t len)
+{
+    uint8_t *p = (uint8_t *)buf;
+    size_t done = 0;
+    while (done < len) {
+        size_t got = (size_t)-1;
+        CHECK_OK(dtun_recv(conn, p + done, len - done, &got, TEST_IO_TIMEOUT_MS));
+        if (got == 0 || got > len - done) {
+            test_fail(__FILE__, __LINE__, "dtun_recv returned DTUN_OK with %zu bytes (asked %zu)",
+                      got, len - done);
+        }
+        done += got;
+    }
+}
+
+uint8_t pattern_byte(uint32_t seed, uint64_t i)
+{
+    /* A cheap mix of position and seed; not periodic over any power-of-two chunk size. */
+    uint64_t x = ((i + 1) * 0x9E3779B97F4A7C15ULL) ^ (((uint64_t)seed << 32) | seed);
+    x ^= x >> 29;
+    return (uint8_t)(x ^ (x >> 17));
+}
+
+void echo_check(dtun_conn *conn, size_t len, uint32_t seed)
+{
+    uint8_t *out = (uint8_t *)malloc(len);
+    uint8_t *back = (uint8_t *)malloc(len);
+    size_t i;
+    if (out == NULL || back == NULL) {
+        test_fail(__FILE__, __LINE__, "out of memory for a %zu-byte echo", len);
+    }
+    for (i = 0; i < len; i++) {
+        out[i] = pattern_byte(seed, i);
+    }
+    send_all(conn, out, len);
+    recv_exact(conn, back, len);
+    for (i = 0; i < len; i++) {
+        if (back[i] != out[i]) {
+            test_fail(__FILE__, __LINE__, "echo differs at byte %zu of %zu: sent 0x%02x, got 0x%02x",
+                      i, len, out[i], back[i]);
+        }
+    }
+    free(out);
+    free(back);
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+void framed_check(dtun_conn *conn, uint32_t seq, size_t payload_len)
+{
+    /* The framed collector (testenv/src/collector.rs): each message is a 4-byte big-endian
+     * length counting the 6-byte header, version 4, a type byte and the payload; each is
+     * acknowledged with a 14-byte frame of type 0xAC whose payload is the message's sequence
+     * number on the connection (from 1) and the payload length it received. */
+    static const uint8_t ack_head[6] = {0, 0, 0, 14, 4, 0xAC};
+    uint8_t *frame = (uint8_t *)malloc(6 + payload_len);
+    uint8_t ack[14];
+    size_t i;
+    if (frame == NULL) {
+        test_fail(__FILE__, __LINE__, "out of memory for a %zu-byte frame", payload_len);
+    }
+    put_be32(frame, (uint32_t)(6 + payload_len));
+    frame[4] = 4;
+    frame[5] = 1;
+    for (i = 0; i < payload_len; i++) {
+        frame[6 + i] = pattern_byte(seq, i);
+    }
+    send_all(conn, frame, 6 + payload_len);
+    free(frame);
+    recv_exact(conn, ack, sizeof ack);
+    if (memcmp(ack, ack_head, sizeof ack_head) != 0) {
+        test_fail(__FILE__, __LINE__, "not an acknowledgement frame: %02x %02x %02x %02x %02x %02x",
+                  ack[0], ack[1], ack[2], ack[3], ack[4], ack[5]);
+    }
+    if (get_be32(ack + 6) != seq || get_be32(ack + 10) != payload_len) {
+        test_fail(__FILE__, __LINE__, "ack for message %u of %u bytes, expected %u of %zu",
+                  get_be32(ack + 6), get_be32(ack + 10), seq, payload_len);
+    }
+}
+
+void base64_encode(const void *data, size_t len, char *out, size_t cap)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const uint8_t *in = (const uint8_t *)data;
+    size_t need = (len + 2) / 3 * 4 + 1;
+    size_t i;
+    size_t o = 0;
+    if (cap < need) {
+        test_fail(__FILE__, __LINE__, "base64 of %zu bytes needs %zu bytes, have %zu", len, need,
+                  cap);
+    }
+    for (i = 0; i + 2 < len; i += 3) {
+        uint32_t v = ((uint32_t)in[i] << 16) | ((uint32_t)in[i + 1] << 8) | in[i + 2];
+        out[o++] = alphabet[(v >> 18) & 63];
+        out[o++] = alphabet[(v >> 12) & 63];
+        out[o++] = alphabet[(v >> 6) & 63];
+        out[o++] = alphabet[v & 63];
+    }
+    if (len - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        out[o++] = alphabet[(v >> 18) & 63];
+        out[o++] = alphabet[(v >> 12) & 63];
+        out[o++] = '=';
+        out[o++] = '=';
+    } else if (len - i == 2) {
+        uint32_t v = ((uint32_t)in[i] << 16) | ((uint32_t)in[i + 1] << 8);
+        out[o++] = alphabet[(v >> 18) & 63];
+        out[o++] = alphabet[(v >> 12) & 63];
+        out[o++] = alphabet[(v >> 6) & 63];
+        out[o++] = '=';
+    }
+    out[o] = '\0';
+}
