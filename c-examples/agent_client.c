@@ -216,6 +216,9 @@ int main(int argc, char **argv)
     long i;
     int result = 0;
 
+    /* One line at a time, so our lines interleave in order with the library's log lines on
+     * stderr when both go to a pipe. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2 || argc > 3) {
         fprintf(stderr, "usage: agent_client DRAGENT_YAML [COUNT]\n");
         return 2;

@@ -300,6 +300,9 @@ pub fn hint(plan: &Plan, progress: &Progress, e: &Error) -> String {
             _ => format!("the proxy refused CONNECT to {collector} with status {code}: see its administrator"),
         },
         ErrorKind::ProxySpeaksTls => format!("the proxy at {proxy_at} speaks TLS on that port: set http_proxy.ssl: true"),
+        ErrorKind::ProxyProtocol if !progress.proxy_answered && proxy.is_some_and(|p| p.tls.is_none()) => format!(
+            "the proxy at {proxy_at} closed the connection without answering CONNECT: if that port expects TLS (as squid's https_port does), set http_proxy.ssl: true; otherwise check http_proxy.proxy_host and http_proxy.proxy_port"
+        ),
         ErrorKind::ProxyProtocol => format!("the service at {proxy_at} did not answer as an HTTP proxy: check http_proxy.proxy_host and http_proxy.proxy_port"),
         ErrorKind::Io => "the connection broke: reconnect".into(),
     }

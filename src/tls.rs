@@ -189,11 +189,21 @@ fn cert_detail(e: &CertificateError) -> CertDetail {
             presented,
         } => CertDetail {
             expected_name: Some(expected.to_str().into_owned()),
-            presented_names: presented.clone(),
+            presented_names: presented.iter().map(|n| bare_name(n)).collect(),
             ..CertDetail::default()
         },
         _ => CertDetail::default(),
     }
+}
+
+/// rustls lists presented names in its debug notation (`DnsName("host")`, `IpAddress(..)`):
+/// keep the name alone.
+fn bare_name(presented: &str) -> String {
+    let inner = presented
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or(presented);
+    inner.trim_matches('"').to_owned()
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` from seconds since 1970 (civil-from-days, proleptic Gregorian).
@@ -284,6 +294,13 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 #[cfg(test)]
 mod tests {
     use super::utc_date_time;
+
+    #[test]
+    fn presented_names_lose_their_notation() {
+        assert_eq!(super::bare_name("DnsName(\"other.example\")"), "other.example");
+        assert_eq!(super::bare_name("IpAddress(10.0.0.1)"), "10.0.0.1");
+        assert_eq!(super::bare_name("plain.example"), "plain.example");
+    }
 
     #[test]
     fn dates() {

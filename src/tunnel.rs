@@ -40,6 +40,8 @@ pub struct Progress {
     pub local: Option<SocketAddr>,
     /// The proxy's status code and reason, once it answered (reason redacted and shortened).
     pub proxy_status: Option<(u16, String)>,
+    /// Whether the proxy sent any byte in reply to CONNECT.
+    pub proxy_answered: bool,
     /// TLS with the proxy, once negotiated.
     pub proxy_tls: Option<TlsInfo>,
     /// TLS with the collector, once negotiated.
@@ -73,6 +75,7 @@ impl Progress {
             peer: None,
             local: None,
             proxy_status: None,
+            proxy_answered: false,
             proxy_tls: None,
             collector_tls: None,
             stage_started: Instant::now(),
@@ -284,6 +287,7 @@ async fn send_connect(
             return Err(protocol_error(plan, peer, &parser.eof().to_string()));
         }
         first_bytes.get_or_insert_with(|| buf[..n.min(2)].to_vec());
+        progress.proxy_answered = true;
         match parser.feed(&buf[..n]) {
             Ok(Some(done)) => break done,
             Ok(None) => continue,

@@ -55,6 +55,7 @@ static const struct expectation expectations[] = {
     /* ...and each failure mode. */
     {"proxy_auth_wrong.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, 1, 0},
     {"proxy_403.yaml", DTUN_ERR_PROXY_REFUSED, NO_TRAFFIC, 1, 0},
+    {"proxy_auth_ntlm.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, 1, 0},
     /* The silent proxy never answers: only a short deadline keeps the test short. */
     {"proxy_silent.yaml", DTUN_ERR_TIMEOUT, NO_TRAFFIC, 1, 1000},
     {"proxy_garbage.yaml", DTUN_ERR_PROXY_PROTOCOL, NO_TRAFFIC, 1, 0},

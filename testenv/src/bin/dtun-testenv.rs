@@ -466,6 +466,7 @@ impl Env {
         let proxy_tls = proxy(Some(&proxy_cert.server_config), false, Fault::None)?;
         let proxy_tls_auth = proxy(Some(&proxy_cert.server_config), true, Fault::None)?;
         let proxy_403 = proxy(None, false, Fault::Forbidden403)?;
+        let proxy_ntlm = proxy(None, false, Fault::Auth407WithBody)?;
         let proxy_silent = proxy(None, false, Fault::NeverAnswer)?;
         let proxy_garbage = proxy(None, false, Fault::SshBanner)?;
         let proxy_untrusted = proxy(
@@ -562,6 +563,14 @@ impl Env {
                 true,
                 plain_proxy(proxy_403.port()),
                 status::PROXY_REFUSED,
+            ),
+            via(
+                "proxy_auth_ntlm.yaml",
+                "proxy that answers 407 offering Basic and NTLM, with a body and Connection: close",
+                echo_tls.port(),
+                true,
+                plain_proxy(proxy_ntlm.port()),
+                status::PROXY_AUTH,
             ),
             via(
                 "proxy_silent.yaml",
@@ -663,6 +672,7 @@ impl Env {
             ("PROXY_TLS_PORT", port(proxy_tls.port())),
             ("PROXY_TLS_AUTH_PORT", port(proxy_tls_auth.port())),
             ("PROXY_403_PORT", port(proxy_403.port())),
+            ("PROXY_NTLM_PORT", port(proxy_ntlm.port())),
             ("PROXY_SILENT_PORT", port(proxy_silent.port())),
             ("PROXY_GARBAGE_PORT", port(proxy_garbage.port())),
             ("PROXY_UNTRUSTED_PORT", port(proxy_untrusted.port())),
@@ -905,6 +915,7 @@ impl Env {
                 proxy_tls,
                 proxy_tls_auth,
                 proxy_403,
+                proxy_ntlm,
                 proxy_silent,
                 proxy_garbage,
                 proxy_untrusted,
@@ -1258,6 +1269,7 @@ mod tests {
             "proxy_auth_wrong.yaml",
             "proxy_plain_collector_plain.yaml",
             "proxy_403.yaml",
+            "proxy_auth_ntlm.yaml",
             "proxy_silent.yaml",
             "proxy_garbage.yaml",
             "collector_untrusted.yaml",
