@@ -297,7 +297,10 @@ mod tests {
 
     #[test]
     fn presented_names_lose_their_notation() {
-        assert_eq!(super::bare_name("DnsName(\"other.example\")"), "other.example");
+        assert_eq!(
+            super::bare_name("DnsName(\"other.example\")"),
+            "other.example"
+        );
         assert_eq!(super::bare_name("IpAddress(10.0.0.1)"), "10.0.0.1");
         assert_eq!(super::bare_name("plain.example"), "plain.example");
     }
