@@ -24,7 +24,7 @@ command -v valgrind >/dev/null || need_pkgs+=(valgrind)
 command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
 command -v cc >/dev/null || need_pkgs+=(gcc)
 command -v c++ >/dev/null || need_pkgs+=(g++)
-[ -f /usr/include/curl/curl.h ] || need_pkgs+=(libcurl4-openssl-dev)
+pkg-config --exists libcurl 2>/dev/null || need_pkgs+=(libcurl4-openssl-dev)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
         echo "missing: ${need_pkgs[*]}; install them (Debian: apt-get install -y ${need_pkgs[*]}) or run this as root" >&2
