@@ -10,7 +10,6 @@ use crate::config::TunnelConfig;
 use crate::error::{Error, ErrorKind, Result, Stage};
 use crate::report::Report;
 use crate::runtime;
-use crate::sigpipe::SigpipeGuard;
 use crate::tunnel::{self, BoxStream, Progress};
 
 /// How long `close` may spend sending TLS close_notify and flushing.
@@ -83,7 +82,6 @@ impl Connection {
     }
 
     fn attempt(config: &TunnelConfig, wait: Wait) -> (Result<Connection>, Progress, Report) {
-        let _sigpipe = SigpipeGuard::new();
         let plan = config.plan();
         let started = Instant::now();
         let mut progress = Progress::new();
@@ -164,7 +162,6 @@ impl Connection {
         if let Some(e) = self.broken.get() {
             return (0, Err(e.clone()));
         }
-        let _sigpipe = SigpipeGuard::new();
         let mut writer = lock(&self.writer);
         let mut sent = 0usize;
         let outcome = rt.block_on(async {
@@ -200,8 +197,6 @@ impl Connection {
         if let Some(e) = self.broken.get() {
             return (0, Err(e.clone()));
         }
-        // Reading TLS may write too (an alert, a key update answer).
-        let _sigpipe = SigpipeGuard::new();
         let mut reader = lock(&self.reader);
         let outcome = rt.block_on(async {
             let work = reader.read(buf);
@@ -243,7 +238,6 @@ impl Drop for Connection {
             return;
         }
         if let Ok(rt) = runtime::get() {
-            let _sigpipe = SigpipeGuard::new();
             let writer = self
                 .writer
                 .get_mut()

@@ -10,11 +10,11 @@ pub mod conn;
 pub mod error;
 pub mod ffi;
 pub mod log;
+mod net;
 pub mod plan;
 pub mod proxy;
 pub mod report;
 mod runtime;
-mod sigpipe;
 pub mod tls;
 pub mod tunnel;
 

@@ -15,6 +15,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::Host;
 use crate::error::{Error, ErrorKind, Result, Stage};
+use crate::net::Socket;
 use crate::plan::{Plan, TlsHop};
 use crate::proxy::{Outcome, ReplyParser};
 use crate::tls;
@@ -118,7 +119,7 @@ pub async fn establish(plan: &Plan, progress: &mut Progress) -> Result<BoxStream
     let addrs = resolve(what, first_host, first_port).await?;
     progress.enter(Stage::Connect);
     let tcp = connect_any(what, first_host, first_port, &addrs, progress).await?;
-    let mut stream: BoxStream = Box::new(tcp);
+    let mut stream: BoxStream = Box::new(Socket::new(tcp));
 
     if let Some(proxy) = &plan.proxy {
         let peer = proxy.host.authority(proxy.port);
