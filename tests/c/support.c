@@ -303,3 +303,86 @@ void base64_encode(const void *data, size_t len, char *out, size_t cap)
     }
     out[o] = '\0';
 }
+
+/* ---- secrets: nothing the library says may contain one ---------------------------------- */
+
+#define MAX_SECRETS 64
+
+static char *secrets[MAX_SECRETS];
+static size_t n_secrets;
+
+static void add_secret(const char *text)
+{
+    if (n_secrets == MAX_SECRETS) {
+        test_fail(__FILE__, __LINE__, "more than %d secrets", MAX_SECRETS);
+    }
+    secrets[n_secrets] = strdup(text);
+    if (secrets[n_secrets] == NULL) {
+        test_fail(__FILE__, __LINE__, "out of memory");
+    }
+    n_secrets++;
+}
+
+int str_ends_with(const char *s, const char *suffix)
+{
+    size_t ls = strlen(s);
+    size_t lx = strlen(suffix);
+    return ls >= lx && strcmp(s + ls - lx, suffix) == 0;
+}
+
+/* Every *_PASSWORD of env.txt, and the Base64 of every *_USER ":" *_PASSWORD pair (which
+ * covers each real Proxy-Authorization value, and a few that cannot occur). */
+void secrets_collect(void)
+{
+    const char *key;
+    const char *password;
+    size_t i;
+    size_t j;
+    for (i = 0; testenv_entry(i, &key, &password); i++) {
+        const char *user;
+        const char *user_key;
+        if (!str_ends_with(key, "_PASSWORD")) {
+            continue;
+        }
+        add_secret(password);
+        for (j = 0; testenv_entry(j, &user_key, &user); j++) {
+            char pair[512];
+            char encoded[1024];
+            int n;
+            if (!str_ends_with(user_key, "_USER")) {
+                continue;
+            }
+            n = snprintf(pair, sizeof pair, "%s:%s", user, password);
+            CHECK(n > 0 && (size_t)n < sizeof pair);
+            base64_encode(pair, (size_t)n, encoded, sizeof encoded);
+            add_secret(encoded);
+        }
+    }
+    CHECK(n_secrets > 0);
+}
+
+const char *secrets_find(const char *text)
+{
+    size_t i;
+    for (i = 0; i < n_secrets; i++) {
+        if (strstr(text, secrets[i]) != NULL) {
+            return secrets[i];
+        }
+    }
+    return NULL;
+}
+
+size_t secrets_count(void)
+{
+    return n_secrets;
+}
+
+void secrets_free(void)
+{
+    size_t i;
+    for (i = 0; i < n_secrets; i++) {
+        free(secrets[i]);
+        secrets[i] = NULL;
+    }
+    n_secrets = 0;
+}

@@ -103,4 +103,19 @@ uint8_t pattern_byte(uint32_t seed, uint64_t i);
 /* Standard Base64 (RFC 4648, with padding) of len bytes into out; fails if out is too small. */
 void base64_encode(const void *data, size_t len, char *out, size_t cap);
 
+/* Whether s ends with suffix. */
+int str_ends_with(const char *s, const char *suffix);
+
+/* Collects every *_PASSWORD of env.txt and the Base64 of every *_USER ":" *_PASSWORD pair. */
+void secrets_collect(void);
+
+/* The first collected secret found in text, or NULL. */
+const char *secrets_find(const char *text);
+
+/* How many secrets were collected. */
+size_t secrets_count(void);
+
+/* Frees the collected secrets. */
+void secrets_free(void);
+
 #endif /* DTUN_TEST_SUPPORT_H */

@@ -393,75 +393,15 @@ static void fail(const char *fmt, ...)
 
 /* ---- secrets ------------------------------------------------------------------------------- */
 
-#define MAX_SECRETS 64
 
-static char *secrets[MAX_SECRETS];
-static size_t n_secrets;
 
-static void add_secret(const char *text)
-{
-    if (n_secrets == MAX_SECRETS) {
-        test_fail(__FILE__, __LINE__, "more than %d secrets", MAX_SECRETS);
-    }
-    secrets[n_secrets] = strdup(text);
-    if (secrets[n_secrets] == NULL) {
-        test_fail(__FILE__, __LINE__, "out of memory");
-    }
-    n_secrets++;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t ls = strlen(s);
-    size_t lx = strlen(suffix);
-    return ls >= lx && strcmp(s + ls - lx, suffix) == 0;
-}
 
 static int starts_with(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-/* Every *_PASSWORD of env.txt, and the Base64 of every *_USER ":" *_PASSWORD pair. */
-static void collect_secrets(void)
-{
-    const char *key;
-    const char *password;
-    size_t i;
-    size_t j;
-    for (i = 0; testenv_entry(i, &key, &password); i++) {
-        const char *user;
-        const char *user_key;
-        if (!ends_with(key, "_PASSWORD")) {
-            continue;
-        }
-        add_secret(password);
-        for (j = 0; testenv_entry(j, &user_key, &user); j++) {
-            char pair[512];
-            char encoded[1024];
-            int n;
-            if (!ends_with(user_key, "_USER")) {
-                continue;
-            }
-            n = snprintf(pair, sizeof pair, "%s:%s", user, password);
-            CHECK(n > 0 && (size_t)n < sizeof pair);
-            base64_encode(pair, (size_t)n, encoded, sizeof encoded);
-            add_secret(encoded);
-        }
-    }
-    CHECK(n_secrets > 0);
-}
 
-static const char *find_secret(const char *text)
-{
-    size_t i;
-    for (i = 0; i < n_secrets; i++) {
-        if (strstr(text, secrets[i]) != NULL) {
-            return secrets[i];
-        }
-    }
-    return NULL;
-}
 
 /* No value of the report and not its text may hold a secret. */
 static void check_no_secret(const dtun_report *report)
@@ -470,12 +410,12 @@ static void check_no_secret(const dtun_report *report)
     size_t i;
     if (text == NULL) {
         fail("dtun_report_text returned NULL");
-    } else if (find_secret(text) != NULL) {
+    } else if (secrets_find(text) != NULL) {
         fail("the report text holds a password or its Base64:\n%s", text);
     }
     for (i = 0; i < N_REPORT_KEYS; i++) {
         const char *value = dtun_report_get(report, report_keys[i]);
-        if (value != NULL && find_secret(value) != NULL) {
+        if (value != NULL && secrets_find(value) != NULL) {
             fail("%s holds a password or its Base64: \"%s\"", report_keys[i], value);
         }
     }
@@ -674,7 +614,7 @@ static void run_case(const struct hint_case *c)
     } else if (conn != (dtun_conn *)(void *)&sentinel) {
         fail("dtun_open wrote *out on failure");
     }
-    if (find_secret(message) != NULL) {
+    if (secrets_find(message) != NULL) {
         fail("dtun_last_error() holds a password or its Base64: \"%s\"", message);
     }
 
@@ -791,13 +731,13 @@ static void check_success(const char *file, const char *proxy_port_key)
         }
         (void)snprintf(key, sizeof key, "%s.cert.not_after", side);
         value = dtun_report_get(report, key);
-        if (value == NULL || !ends_with(value, " UTC")) {
+        if (value == NULL || !str_ends_with(value, " UTC")) {
             fail("%s is %s", key, value != NULL ? value : "(none)");
         }
     }
     value = dtun_report_get(report, "address.peer");
     (void)snprintf(want, sizeof want, ":%s", testenv_value(proxy_port_key));
-    if (value == NULL || !ends_with(value, want)) {
+    if (value == NULL || !str_ends_with(value, want)) {
         fail("address.peer is %s, expected the proxy's port %s", value != NULL ? value : "(none)",
              want);
     }
@@ -846,7 +786,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: test_hints [--real-proxies]\n");
         return 2;
     }
-    collect_secrets();
+    secrets_collect();
 
     for (i = 0; i < N_CASES; i++) {
         if (cases[i].real && !real) {
@@ -863,9 +803,7 @@ int main(int argc, char **argv)
                   "`dtun-testenv run --real-proxies`");
     }
 
-    for (i = 0; i < n_secrets; i++) {
-        free(secrets[i]);
-    }
+    secrets_free();
     if (failures > 0) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;

@@ -94,74 +94,13 @@ static const struct expectation expectations[] = {
 
 /* ---- secrets: nothing the library says may contain one ------------------------------------ */
 
-#define MAX_SECRETS 64
-
-static char *secrets[MAX_SECRETS];
-static size_t n_secrets;
 static pthread_mutex_t leak_lock = PTHREAD_MUTEX_INITIALIZER;
 static char leak[1024];
 static unsigned records;
 
-static void add_secret(const char *text)
-{
-    if (n_secrets == MAX_SECRETS) {
-        test_fail(__FILE__, __LINE__, "more than %d secrets", MAX_SECRETS);
-    }
-    secrets[n_secrets] = strdup(text);
-    if (secrets[n_secrets] == NULL) {
-        test_fail(__FILE__, __LINE__, "out of memory");
-    }
-    n_secrets++;
-}
 
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t ls = strlen(s);
-    size_t lx = strlen(suffix);
-    return ls >= lx && strcmp(s + ls - lx, suffix) == 0;
-}
 
-/* Every *_PASSWORD of env.txt, and the Base64 of every *_USER ":" *_PASSWORD pair (which
- * covers each real Proxy-Authorization value, and a few that cannot occur). */
-static void collect_secrets(void)
-{
-    const char *key;
-    const char *password;
-    size_t i;
-    size_t j;
-    for (i = 0; testenv_entry(i, &key, &password); i++) {
-        const char *user;
-        const char *user_key;
-        if (!ends_with(key, "_PASSWORD")) {
-            continue;
-        }
-        add_secret(password);
-        for (j = 0; testenv_entry(j, &user_key, &user); j++) {
-            char pair[512];
-            char encoded[1024];
-            int n;
-            if (!ends_with(user_key, "_USER")) {
-                continue;
-            }
-            n = snprintf(pair, sizeof pair, "%s:%s", user, password);
-            CHECK(n > 0 && (size_t)n < sizeof pair);
-            base64_encode(pair, (size_t)n, encoded, sizeof encoded);
-            add_secret(encoded);
-        }
-    }
-    CHECK(n_secrets > 0);
-}
 
-static const char *find_secret(const char *text)
-{
-    size_t i;
-    for (i = 0; i < n_secrets; i++) {
-        if (strstr(text, secrets[i]) != NULL) {
-            return secrets[i];
-        }
-    }
-    return NULL;
-}
 
 static void on_log(void *userdata, dtun_log_level level, const char *message)
 {
@@ -171,7 +110,7 @@ static void on_log(void *userdata, dtun_log_level level, const char *message)
         test_fail(__FILE__, __LINE__, "pthread_mutex_lock failed");
     }
     records++;
-    if (leak[0] == '\0' && find_secret(message) != NULL) {
+    if (leak[0] == '\0' && secrets_find(message) != NULL) {
         (void)snprintf(leak, sizeof leak, "%s", message);
     }
     if (pthread_mutex_unlock(&leak_lock) != 0) {
@@ -209,7 +148,7 @@ static char **list_scenarios(size_t *count)
         test_fail(__FILE__, __LINE__, "cannot open %s", testenv_dir());
     }
     while ((entry = readdir(dir)) != NULL) {
-        if (!ends_with(entry->d_name, ".yaml")) {
+        if (!str_ends_with(entry->d_name, ".yaml")) {
             continue;
         }
         if (n == cap) {
@@ -305,7 +244,7 @@ static int check_report(const char *file, dtun_status got)
         fprintf(stderr, "FAIL %s: the report of a failed open has no hint\n", file);
         ok = 0;
     }
-    if (text == NULL || find_secret(text) != NULL) {
+    if (text == NULL || secrets_find(text) != NULL) {
         fprintf(stderr, "FAIL %s: the report text is missing or holds a secret:\n%s\n", file,
                 text != NULL ? text : "(none)");
         ok = 0;
@@ -324,7 +263,7 @@ static int run_scenario(const struct expectation *want, uint32_t seed)
     int32_t timeout = want->open_timeout_ms != 0 ? want->open_timeout_ms : TEST_OPEN_TIMEOUT_MS;
     dtun_status got = dtun_open(config, timeout, &conn);
     const char *message = dtun_last_error();
-    const char *secret = find_secret(message);
+    const char *secret = secrets_find(message);
     int ok = 1;
 
     if (got != want->status) {
@@ -371,7 +310,7 @@ int main(void)
     size_t i;
     int failures = 0;
 
-    collect_secrets();
+    secrets_collect();
     dtun_set_logger(on_log, NULL, DTUN_LOG_TRACE);
 
     names = list_scenarios(&count);
@@ -404,15 +343,13 @@ int main(void)
         failures++;
     }
     test_note("%u log records at TRACE, none with a password or its Base64 (%zu secrets)",
-              records, n_secrets);
+              records, secrets_count());
 
     for (i = 0; i < count; i++) {
         free(names[i]);
     }
     free(names);
-    for (i = 0; i < n_secrets; i++) {
-        free(secrets[i]);
-    }
+    secrets_free();
     if (failures > 0) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;
