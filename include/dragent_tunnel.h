@@ -22,7 +22,7 @@
 /**
  * `timeout_ms` value that waits without limit. 0 never waits.
  */
-#define DTUN_WAIT_FOREVER -1
+#define DTUN_WAIT_FOREVER (-1)
 
 /**
  * The library's major version.
@@ -112,7 +112,8 @@ typedef enum dtun_status {
    */
   DTUN_ERR_PROXY_CERT = 121,
   /**
-   * The proxy answered 407 Proxy Authentication Required.
+   * The proxy answered 407 Proxy Authentication Required (or 401, which tinyproxy sends
+   * for wrong credentials).
    */
   DTUN_ERR_PROXY_AUTH = 122,
   /**
@@ -164,8 +165,9 @@ typedef struct dtun_report dtun_report;
  *
  * `userdata` is the pointer given to `dtun_set_logger`; `message` is a NUL-terminated
  * UTF-8 line valid only during the call. Called from any thread, the library's own
- * included, possibly from several at once: it must be thread-safe, must not block for
- * long, and must not call `dtun_set_logger`.
+ * included, possibly from several at once, sometimes while the library is inside one of
+ * its own calls: it must be thread-safe, must return quickly (another thread's I/O may wait
+ * for it), and must not call any `dtun_` function; copy the message and act on it later.
  */
 typedef void (*dtun_log_fn)(void *userdata, enum dtun_log_level level, const char *message);
 
@@ -222,7 +224,8 @@ enum dtun_status dtun_config_from_yaml(const char *yaml, size_t len, struct dtun
  * (`"3128"`, `"true"`, `"squid.example"`; an empty string restores the default), with the
  * same parsing and checks as loading a file; a CA file is read now. Unknown key:
  * `DTUN_ERR_INVALID_ARGUMENT`; bad value or a contradiction between keys:
- * `DTUN_ERR_CONFIG`. On failure the config is unchanged. Must not run while another
+ * `DTUN_ERR_CONFIG`. On failure the config is unchanged. A relative CA path is resolved
+ * against `root_dir` when it is set: set `root_dir` first, as a file does. Must not run while another
  * thread uses the same config; connections already open are not affected.
  */
 enum dtun_status dtun_config_set(struct dtun_config *cfg, const char *key, const char *value);
@@ -251,7 +254,11 @@ enum dtun_status dtun_open(const struct dtun_config *cfg, int32_t timeout_ms, st
  * `DTUN_OK`, possibly some with `DTUN_TIMED_OUT` (the connection stays usable: send the
  * rest later). Accepted bytes are queued for the wire; a call with `len` 0 pushes out
  * what a timed-out call left queued. `DTUN_ERR_IO`: the connection broke (reset, TLS
- * error, peer gone). One thread may send while another receives on the same connection.
+ * error, peer gone). One thread may send while another receives on the same connection;
+ * two concurrent senders take turns, and the second one's timeout starts when its turn
+ * comes. With TLS, accepted bytes may still be queued when `DTUN_TIMED_OUT` is returned
+ * even if `*sent == len`: call `dtun_send` again (with `len` 0 if nothing is left) before
+ * waiting for a reply, or the collector may never get the tail.
  */
 enum dtun_status dtun_send(struct dtun_conn *c, const uint8_t *buf, size_t len, size_t *sent, int32_t timeout_ms);
 

@@ -7,6 +7,10 @@ header=include/dragent_tunnel.h
 fresh=$(mktemp)
 trap 'rm -f "$fresh"' EXIT
 cbindgen --quiet --config cbindgen.toml --crate dragent-tunnel --output "$fresh"
+# c-api.md fixes `#define DTUN_WAIT_FOREVER (-1)`; cbindgen drops the parentheses, without
+# which `t-DTUN_WAIT_FOREVER` would read `t--1`.
+sed -i 's/^#define DTUN_WAIT_FOREVER -1$/#define DTUN_WAIT_FOREVER (-1)/' "$fresh"
+grep -q '^#define DTUN_WAIT_FOREVER (-1)$' "$fresh"
 if [ "${1:-}" = "--verify" ]; then
     if ! diff -u "$header" "$fresh"; then
         echo "$header is stale: run scripts/gen-header.sh and commit it" >&2

@@ -33,7 +33,8 @@ pub enum Status {
     DTUN_ERR_PROXY_TLS = 120,
     /// The proxy's certificate was rejected (untrusted, expired, wrong name).
     DTUN_ERR_PROXY_CERT = 121,
-    /// The proxy answered 407 Proxy Authentication Required.
+    /// The proxy answered 407 Proxy Authentication Required (or 401, which tinyproxy sends
+    /// for wrong credentials).
     DTUN_ERR_PROXY_AUTH = 122,
     /// The proxy answered another non-2xx status; the message carries the code and reason.
     DTUN_ERR_PROXY_REFUSED = 123,

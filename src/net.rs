@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// How much one `recvfrom` may bring in.
-pub const READ_BUFFER: usize = 64 * 1024;
+const READ_BUFFER: usize = 64 * 1024;
 
 /// A connected TCP socket with a read buffer and SIGPIPE-free writes.
 pub struct Socket {

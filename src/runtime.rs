@@ -4,9 +4,9 @@
 //! send, recv, close) drives the sockets from the caller's own thread through `block_on`,
 //! so a lone agent thread waits in its own `epoll_wait` with no cross-thread wake-up. When
 //! two threads use the library at once (one sending, one receiving), one of them drives the
-//! I/O for both and wakes the other when its socket is ready. The only thread the library
-//! may start is one for name resolution (`getaddrinfo` blocks), which exits after a few idle
-//! seconds.
+//! I/O for both and wakes the other when its socket is ready. The only threads the library
+//! may start are at most two for name resolution (`getaddrinfo` blocks, and one stuck lookup
+//! must not hold up every other open), which exit after a few idle seconds.
 
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ static RUNTIME: OnceCell<Runtime> = OnceCell::new();
 pub fn get() -> Result<&'static Runtime> {
     RUNTIME.get_or_try_init(|| {
         tokio::runtime::Builder::new_current_thread()
-            .max_blocking_threads(1)
+            .max_blocking_threads(2)
             .thread_keep_alive(Duration::from_secs(5))
             .thread_name("dtun-resolve")
             .enable_io()

@@ -165,6 +165,9 @@ async fn resolve(what: &str, host: &Host, port: u16) -> Result<Vec<SocketAddr>> 
     }
 }
 
+/// How long one address may take to accept TCP when others remain to be tried.
+const CONNECT_ATTEMPT: Duration = Duration::from_secs(2);
+
 /// Tries every address in the resolver's order until one connects.
 async fn connect_any(
     what: &str,
@@ -174,8 +177,26 @@ async fn connect_any(
     progress: &mut Progress,
 ) -> Result<TcpStream> {
     let mut failures = Vec::new();
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
+    for (i, addr) in addrs.iter().enumerate() {
+        // An address that never answers (a black-holed IPv6 route) must not eat the whole
+        // open deadline while another address would connect at once: every address but the
+        // last gets a bounded attempt.
+        let attempt = TcpStream::connect(addr);
+        let connected = if i + 1 < addrs.len() {
+            match tokio::time::timeout(CONNECT_ATTEMPT, attempt).await {
+                Ok(done) => done,
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "no answer in {} s, trying the next address",
+                        CONNECT_ATTEMPT.as_secs()
+                    ),
+                )),
+            }
+        } else {
+            attempt.await
+        };
+        match connected {
             Ok(tcp) => {
                 // Small writes (a CONNECT head, a handshake flight, an agent message) must
                 // leave at once: Nagle would hold them for the peer's delayed ACK.

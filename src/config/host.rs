@@ -45,15 +45,15 @@ impl Host {
         } else {
             // A proxy written as a URL (`http://user:password@host:port`, as curl takes it)
             // carries credentials: show only what follows the last '@'.
-            let shown: String = match t.rfind('@') {
-                Some(at) => format!("<credentials hidden>@{}", &t[at + 1..]),
-                None => t.to_owned(),
-            }
-            .chars()
-            .take(64)
-            .collect();
+            let shown = match t.rfind('@') {
+                Some(at) => format!(
+                    "\"<credentials hidden>@{}\"",
+                    super::scalar::quote_whole_or_count(&t[at + 1..]).trim_matches('"')
+                ),
+                None => super::scalar::quote_whole_or_count(t),
+            };
             Err(format!(
-                "{key}: {shown:?} is neither a host name (letters, digits, '-', '_', '.') nor an IP address"
+                "{key}: {shown} is neither a host name (letters, digits, '-', '_', '.') nor an IP address"
             ))
         }
     }

@@ -221,16 +221,20 @@ impl TunnelConfig {
             .and_then(|(_, value)| value.clone())
             .map(Secret::from)
             .unwrap_or_default();
+        let mut result = Ok(());
         for (key, mut value) in entries {
-            let result = settings
-                .set(key, value.as_deref())
-                .map_err(|e| without_secret(e, &password));
-            // Every value is wiped, not only the password's: cheaper than telling them apart.
+            if result.is_ok() {
+                result = settings
+                    .set(key, value.as_deref())
+                    .map_err(|e| without_secret(e, &password));
+            }
+            // Every value is wiped, even after an error, not only the password's: cheaper
+            // than telling them apart.
             if let Some(v) = value.as_mut() {
                 secret::wipe_string(v);
             }
-            result?;
         }
+        result?;
         settings.check()?;
         TunnelConfig::from_settings(settings)
     }
@@ -240,11 +244,14 @@ impl TunnelConfig {
         let bytes = std::fs::read(path).map_err(|e| {
             Error::config(format!("cannot read config file {}: {e}", path.display()))
         })?;
-        let text = String::from_utf8(bytes).map_err(|_| {
+        let mut text = String::from_utf8(bytes).map_err(|_| {
             Error::config(format!("config file {} is not UTF-8 text", path.display()))
         })?;
-        TunnelConfig::from_yaml(&text)
-            .map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())))
+        let result = TunnelConfig::from_yaml(&text)
+            .map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())));
+        // The file holds the password.
+        secret::wipe_string(&mut text);
+        result
     }
 
     /// Sets one key by its dotted name (`"http_proxy.proxy_port"`) from YAML scalar text

@@ -79,8 +79,18 @@ pub fn describe(text: &str) -> String {
     } else if t.bytes().all(|b| b.is_ascii_digit()) {
         format!("the number {t}")
     } else {
-        let shown: String = t.chars().take(64).collect();
-        format!("the text {shown:?}")
+        format!("the text {}", quote_whole_or_count(t))
+    }
+}
+
+/// A value for a message: quoted whole when short, else only its length. Never cut and
+/// never escaped, so the config layer can still find (and hide) a password typed into the
+/// wrong key: a cut or an escaped copy would no longer match it.
+pub fn quote_whole_or_count(t: &str) -> String {
+    if t.chars().count() > 64 || t.chars().any(|c| c.is_control() || c == '"') {
+        format!("of {} characters", t.chars().count())
+    } else {
+        format!("\"{t}\"")
     }
 }
 

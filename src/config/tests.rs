@@ -1662,6 +1662,8 @@ fn set_refuses_values_that_yaml_would_cut_at_a_comment() {
     }
     cfg.set("http_proxy.proxy_password", "'#secret'").unwrap();
     assert_eq!(cfg.settings().proxy.password.expose(), b"#secret");
+    cfg.set("http_proxy.proxy_password", "'pa #1'").unwrap();
+    assert_eq!(cfg.settings().proxy.password.expose(), b"pa #1");
     cfg.set("http_proxy.proxy_password", "pa#ss").unwrap();
     assert_eq!(cfg.settings().proxy.password.expose(), b"pa#ss");
 }

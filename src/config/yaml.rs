@@ -78,7 +78,10 @@ pub(crate) fn parse_scalar_text(key: &str, text: &str) -> Result<Option<String>>
     }
     // C callers pass raw values: a password like "#1secret" or "pass #1" would silently lose
     // its tail to a YAML comment. Refuse rather than guess.
-    if text.trim_start().starts_with('#') || text.contains(" #") || text.contains("\t#") {
+    let quoted = text.trim_start().starts_with(['\'', '"']);
+    if !quoted
+        && (text.trim_start().starts_with('#') || text.contains(" #") || text.contains("\t#"))
+    {
         return Err(Error::config(format!(
             "{key}: the value would be read as a YAML comment from its '#'; quote it (e.g. \"'...'\")"
         )));

@@ -64,6 +64,7 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<Status, Error>) -> Status {
 /// Runs the body of an exported function that returns nothing: a panic is swallowed.
 pub(crate) fn guard_void(body: impl FnOnce()) {
     let _ = catch_unwind(AssertUnwindSafe(body));
+    set_last_error("");
 }
 
 /// A NULL check that names the argument.

@@ -99,6 +99,7 @@ pub(crate) trait Handle: Sized {
         let mut boxed = unsafe { Box::from_raw(p) };
         boxed.set_tag(FREED);
         drop(boxed);
+        // The allocator may reuse the memory, so this catches most double frees, not all.
     }
 }
 

@@ -11,7 +11,9 @@
 mod boundary;
 mod handles;
 
+use std::ffi::OsStr;
 use std::ffi::{c_char, c_int, c_void, CStr};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 pub use handles::{dtun_config, dtun_conn, dtun_report};
@@ -48,8 +50,9 @@ pub struct LogLevelArg(c_int);
 ///
 /// `userdata` is the pointer given to `dtun_set_logger`; `message` is a NUL-terminated
 /// UTF-8 line valid only during the call. Called from any thread, the library's own
-/// included, possibly from several at once: it must be thread-safe, must not block for
-/// long, and must not call `dtun_set_logger`.
+/// included, possibly from several at once, sometimes while the library is inside one of
+/// its own calls: it must be thread-safe, must return quickly (another thread's I/O may wait
+/// for it), and must not call any `dtun_` function; copy the message and act on it later.
 #[allow(non_camel_case_types)]
 pub type dtun_log_fn =
     Option<unsafe extern "C" fn(userdata: *mut c_void, level: LogLevel, message: *const c_char)>;
@@ -107,10 +110,11 @@ pub unsafe extern "C" fn dtun_config_from_file(
     guard(|| {
         non_null(path, "path")?;
         non_null(out, "out")?;
-        let path = unsafe { CStr::from_ptr(path) }
-            .to_str()
-            .map_err(|_| Error::invalid_argument("path is not UTF-8"))?;
-        let cfg = TunnelConfig::from_file(Path::new(path))?;
+        // Linux paths are bytes, not necessarily UTF-8.
+        let path = Path::new(OsStr::from_bytes(
+            unsafe { CStr::from_ptr(path) }.to_bytes(),
+        ));
+        let cfg = TunnelConfig::from_file(path)?;
         unsafe { *out = dtun_config::into_raw(cfg) };
         Ok(Status::DTUN_OK)
     })
@@ -146,7 +150,8 @@ pub unsafe extern "C" fn dtun_config_from_yaml(
 /// (`"3128"`, `"true"`, `"squid.example"`; an empty string restores the default), with the
 /// same parsing and checks as loading a file; a CA file is read now. Unknown key:
 /// `DTUN_ERR_INVALID_ARGUMENT`; bad value or a contradiction between keys:
-/// `DTUN_ERR_CONFIG`. On failure the config is unchanged. Must not run while another
+/// `DTUN_ERR_CONFIG`. On failure the config is unchanged. A relative CA path is resolved
+/// against `root_dir` when it is set: set `root_dir` first, as a file does. Must not run while another
 /// thread uses the same config; connections already open are not affected.
 #[no_mangle]
 pub unsafe extern "C" fn dtun_config_set(
@@ -208,7 +213,11 @@ pub unsafe extern "C" fn dtun_open(
 /// `DTUN_OK`, possibly some with `DTUN_TIMED_OUT` (the connection stays usable: send the
 /// rest later). Accepted bytes are queued for the wire; a call with `len` 0 pushes out
 /// what a timed-out call left queued. `DTUN_ERR_IO`: the connection broke (reset, TLS
-/// error, peer gone). One thread may send while another receives on the same connection.
+/// error, peer gone). One thread may send while another receives on the same connection;
+/// two concurrent senders take turns, and the second one's timeout starts when its turn
+/// comes. With TLS, accepted bytes may still be queued when `DTUN_TIMED_OUT` is returned
+/// even if `*sent == len`: call `dtun_send` again (with `len` 0 if nothing is left) before
+/// waiting for a reply, or the collector may never get the tail.
 #[no_mangle]
 pub unsafe extern "C" fn dtun_send(
     c: *mut dtun_conn,
@@ -427,6 +436,23 @@ mod tests {
         );
         let v = unsafe { CStr::from_ptr(dtun_version()) };
         assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn void_calls_clear_the_last_error_and_paths_may_be_any_bytes() {
+        let mut out: *mut dtun_config = std::ptr::null_mut();
+        let bad = c"ssl: maybe";
+        let st = unsafe { dtun_config_from_yaml(bad.as_ptr(), 10, &mut out) };
+        assert_eq!(st, Status::DTUN_ERR_CONFIG);
+        assert!(out.is_null());
+        let last = unsafe { CStr::from_ptr(dtun_last_error()) };
+        assert!(last.to_str().unwrap().contains("ssl"));
+        unsafe { dtun_config_free(std::ptr::null_mut()) };
+        assert_eq!(unsafe { CStr::from_ptr(dtun_last_error()) }.to_bytes(), b"");
+        // A Latin-1 file name is a valid Linux path: a config error, not a bad argument.
+        let path = c"/nonexistent-dtun-dir/caf\xe9.yaml";
+        let st = unsafe { dtun_config_from_file(path.as_ptr(), &mut out) };
+        assert_eq!(st, Status::DTUN_ERR_CONFIG);
     }
 
     #[test]

@@ -25,7 +25,9 @@ pub fn basic_credentials(user: &str, password: &Secret) -> Secret {
 /// `Proxy-Authorization` line when credentials are given. `authority` is `host:port` with
 /// IPv6 literals in brackets, the name unresolved.
 pub fn connect_request(authority: &str, authorization: Option<&Secret>) -> Secret {
-    let mut req = Vec::with_capacity(128);
+    // Sized up front: a reallocation would free a copy of the credentials unwiped.
+    let auth_len = authorization.map_or(0, |a| a.expose().len() + 23);
+    let mut req = Vec::with_capacity(2 * authority.len() + auth_len + 40);
     req.extend_from_slice(b"CONNECT ");
     req.extend_from_slice(authority.as_bytes());
     req.extend_from_slice(b" HTTP/1.1\r\nHost: ");

@@ -12,6 +12,9 @@
 
 #include "support.h"
 
+/* c-api.md writes the macro with parentheses: unparenthesised, this would read 1--1. */
+_Static_assert(1 - DTUN_WAIT_FOREVER == 2, "DTUN_WAIT_FOREVER must be (-1)");
+
 /* Values that a failed call must leave in place: if one changes, the library wrote an output
  * on failure. */
 static unsigned char sentinel_storage[2];
