@@ -1,10 +1,14 @@
 //! A blocking connection over an open tunnel: send and recv with timeouts, usable from two
 //! threads at once (one sending, one receiving), and a close that says goodbye in bounded time.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
 use crate::config::TunnelConfig;
 use crate::error::{Error, ErrorKind, Result, Stage};
@@ -52,7 +56,11 @@ pub enum Transfer {
 /// An open tunnel to the collector (`dtun_conn`).
 pub struct Connection {
     reader: Mutex<ReadHalf<BoxStream>>,
-    writer: Mutex<WriteHalf<BoxStream>>,
+    /// An async lock: a sender waiting for its turn does so under its own timeout.
+    writer: tokio::sync::Mutex<WriteHalf<BoxStream>>,
+    /// A send timed out with bytes possibly still queued in a TLS layer: the next recv
+    /// pushes them out while it waits, so a reply that needs them can come.
+    unflushed: AtomicBool,
     route: String,
     report: Report,
     /// The first failure of either direction. A broken stream stays broken: after a reset,
@@ -126,7 +134,8 @@ impl Connection {
                 let (reader, writer) = tokio::io::split(stream);
                 let conn = Connection {
                     reader: Mutex::new(reader),
-                    writer: Mutex::new(writer),
+                    writer: tokio::sync::Mutex::new(writer),
+                    unflushed: AtomicBool::new(false),
                     route,
                     report: report.clone(),
                     broken: OnceLock::new(),
@@ -153,7 +162,8 @@ impl Connection {
 
     /// Sends all of `buf` unless `wait` passes or the stream breaks. Returns how many bytes
     /// were accepted, always (it may be > 0 with [`Transfer::TimedOut`] or an error).
-    /// Bytes accepted are queued for the wire; an empty `buf` only pushes out what is queued.
+    /// Bytes accepted are queued for the wire; an empty `buf` only pushes out what is queued,
+    /// and so does the next [`Connection::recv`] while no send is in progress.
     pub fn send(&self, buf: &[u8], wait: Wait) -> (usize, Result<Transfer>) {
         let rt = match runtime::get() {
             Ok(rt) => rt,
@@ -162,10 +172,12 @@ impl Connection {
         if let Some(e) = self.broken.get() {
             return (0, Err(e.clone()));
         }
-        let mut writer = lock(&self.writer);
         let mut sent = 0usize;
         let outcome = rt.block_on(async {
-            let work = write_all_counted(&mut writer, buf, &mut sent);
+            let work = async {
+                let mut writer = self.writer.lock().await;
+                write_all_counted(&mut writer, buf, &mut sent).await
+            };
             match wait {
                 Wait::Forever => Some(work.await),
                 Wait::For(limit) => tokio::time::timeout(limit, work).await.ok(),
@@ -176,6 +188,7 @@ impl Connection {
             "send: {sent} of {} bytes accepted",
             buf.len()
         );
+        self.unflushed.store(outcome.is_none(), Ordering::Release);
         let result = match outcome {
             None => Ok(Transfer::TimedOut),
             Some(Ok(())) => Ok(Transfer::Complete),
@@ -198,8 +211,14 @@ impl Connection {
             return (0, Err(e.clone()));
         }
         let mut reader = lock(&self.reader);
+        // Only when no sender holds the writer: a sender flushes by itself.
+        let flush = if self.unflushed.load(Ordering::Acquire) {
+            self.writer.try_lock().ok()
+        } else {
+            None
+        };
         let outcome = rt.block_on(async {
-            let work = reader.read(buf);
+            let work = read_while_flushing(&mut reader, buf, flush, &self.unflushed);
             match wait {
                 Wait::Forever => Some(work.await),
                 Wait::For(limit) => tokio::time::timeout(limit, work).await.ok(),
@@ -238,10 +257,7 @@ impl Drop for Connection {
             return;
         }
         if let Ok(rt) = runtime::get() {
-            let writer = self
-                .writer
-                .get_mut()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let writer = self.writer.get_mut();
             let _ =
                 rt.block_on(async { tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await });
         }
@@ -259,6 +275,34 @@ impl std::fmt::Debug for Connection {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Reads at least one byte, and meanwhile pushes out what a timed-out send left queued
+/// (holding the writer only until that is done, so a sender is never kept waiting longer).
+async fn read_while_flushing(
+    reader: &mut ReadHalf<BoxStream>,
+    buf: &mut [u8],
+    mut flush: Option<tokio::sync::MutexGuard<'_, WriteHalf<BoxStream>>>,
+    unflushed: &AtomicBool,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        if let Some(writer) = flush.as_mut() {
+            if let Poll::Ready(done) = Pin::new(&mut **writer).poll_flush(cx) {
+                // A failure here shows up again on the next send, which reports it.
+                if done.is_ok() {
+                    unflushed.store(false, Ordering::Release);
+                }
+                flush = None;
+            }
+        }
+        let mut filled = ReadBuf::new(&mut *buf);
+        match Pin::new(&mut *reader).poll_read(cx, &mut filled) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(filled.filled().len())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 async fn write_all_counted(

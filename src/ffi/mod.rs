@@ -214,10 +214,10 @@ pub unsafe extern "C" fn dtun_open(
 /// rest later). Accepted bytes are queued for the wire; a call with `len` 0 pushes out
 /// what a timed-out call left queued. `DTUN_ERR_IO`: the connection broke (reset, TLS
 /// error, peer gone). One thread may send while another receives on the same connection;
-/// two concurrent senders take turns, and the second one's timeout starts when its turn
-/// comes. With TLS, accepted bytes may still be queued when `DTUN_TIMED_OUT` is returned
-/// even if `*sent == len`: call `dtun_send` again (with `len` 0 if nothing is left) before
-/// waiting for a reply, or the collector may never get the tail.
+/// two concurrent senders take turns, each within its own timeout. With TLS, accepted bytes
+/// may still be queued inside TLS when `DTUN_TIMED_OUT` is returned (even with
+/// `*sent == len`): the next `dtun_send`, or a `dtun_recv` waiting for the reply, pushes
+/// them out.
 #[no_mangle]
 pub unsafe extern "C" fn dtun_send(
     c: *mut dtun_conn,

@@ -1,0 +1,68 @@
+//! A send that times out may leave bytes queued inside TLS (accepted, not yet on the wire).
+//! An agent that then waits for the collector's reply must still get it: the wait pushes the
+//! queued bytes out. Without that, both ends would wait for each other forever.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use dragent_tunnel::{Transfer, Wait};
+use support::*;
+
+#[test]
+fn recv_pushes_out_what_a_timed_out_send_left_queued() {
+    let env = Env::new("queued");
+    let server_tls = env.server_tls(Cert::Trusted);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (go_tx, go_rx) = mpsc::channel::<usize>();
+    // A collector that completes the handshake, reads nothing until told how many bytes to
+    // expect, then reads exactly that many and answers "ok".
+    let server = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let conn = rustls::ServerConnection::new(server_tls).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).unwrap();
+        }
+        let expected = go_rx.recv().unwrap();
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        while got < expected {
+            let n = tls.read(&mut buf).unwrap();
+            assert!(n > 0, "the client's bytes stopped at {got} of {expected}");
+            got += n;
+        }
+        tls.write_all(b"ok").unwrap();
+        tls.flush().unwrap();
+        got
+    });
+
+    let cfg = Yaml::collector(port).tls_collector(&env).build();
+    let conn = open_ok(&cfg);
+    let chunk = vec![7u8; 256 * 1024];
+    let mut total = 0usize;
+    // Fill the socket buffers until a send times out; what it accepted may sit in rustls.
+    loop {
+        let (sent, result) = conn.send(&chunk, Wait::For(Duration::from_millis(200)));
+        total += sent;
+        if result.expect("send") == Transfer::TimedOut {
+            break;
+        }
+        assert!(total < 1 << 30, "the peer never pushed back");
+    }
+    go_tx.send(total).unwrap();
+    // The reply needs every accepted byte to arrive first.
+    let mut reply = [0u8; 2];
+    let (n, result) = conn.recv(&mut reply, Wait::For(Duration::from_secs(20)));
+    assert_eq!(
+        result.expect("recv"),
+        Transfer::Complete,
+        "no reply: the queued bytes never left"
+    );
+    assert_eq!(&reply[..n], &b"ok"[..n]);
+    assert_eq!(server.join().unwrap(), total);
+}
