@@ -61,7 +61,6 @@ pub struct Connection {
     /// A send timed out with bytes possibly still queued in a TLS layer: the next recv
     /// pushes them out while it waits, so a reply that needs them can come.
     unflushed: AtomicBool,
-    route: String,
     report: Report,
     /// The first failure of either direction. A broken stream stays broken: after a reset,
     /// Linux reports ECONNRESET once and then plain EOF, which must not read as a clean close.
@@ -136,7 +135,6 @@ impl Connection {
                     reader: Mutex::new(reader),
                     writer: tokio::sync::Mutex::new(writer),
                     unflushed: AtomicBool::new(false),
-                    route,
                     report: report.clone(),
                     broken: OnceLock::new(),
                 };
@@ -157,7 +155,7 @@ impl Connection {
 
     /// The route in words (direct, or via proxy host:port; TLS on each hop).
     pub fn route(&self) -> &str {
-        &self.route
+        self.report.get("route").unwrap_or_default()
     }
 
     /// Sends all of `buf` unless `wait` passes or the stream breaks. Returns how many bytes
@@ -261,14 +259,14 @@ impl Drop for Connection {
             let _ =
                 rt.block_on(async { tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await });
         }
-        crate::dtun_log!(DTUN_LOG_DEBUG, "tunnel closed ({})", self.route);
+        crate::dtun_log!(DTUN_LOG_DEBUG, "tunnel closed ({})", self.route());
     }
 }
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("route", &self.route)
+            .field("route", &self.route())
             .finish()
     }
 }

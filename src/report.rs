@@ -16,7 +16,7 @@ use crate::tunnel::{Progress, TlsInfo};
 /// The report of one open attempt.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
-    entries: Vec<(&'static str, String)>,
+    entries: Vec<(String, String)>,
     stages: Vec<String>,
 }
 
@@ -90,7 +90,7 @@ impl Report {
     }
 
     /// Every key and value, in a stable order.
-    pub fn entries(&self) -> &[(&'static str, String)] {
+    pub fn entries(&self) -> &[(String, String)] {
         &self.entries
     }
 
@@ -121,36 +121,18 @@ impl Report {
         out
     }
 
-    fn put(&mut self, key: &'static str, value: impl Into<String>) {
-        self.entries.push((key, value.into()));
+    fn put(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.entries.push((key.into(), value.into()));
     }
 
-    fn put_tls(&mut self, side: &'static str, tls: &TlsInfo) {
-        let keys: [&'static str; 6] = if side == "proxy" {
-            [
-                "proxy.tls_version",
-                "proxy.cipher_suite",
-                "proxy.tls_resumed",
-                "proxy.cert.subject",
-                "proxy.cert.names",
-                "proxy.cert.not_after",
-            ]
-        } else {
-            [
-                "collector.tls_version",
-                "collector.cipher_suite",
-                "collector.tls_resumed",
-                "collector.cert.subject",
-                "collector.cert.names",
-                "collector.cert.not_after",
-            ]
-        };
-        self.put(keys[0], &tls.version);
-        self.put(keys[1], &tls.cipher_suite);
-        self.put(keys[2], yes_no(tls.resumed));
-        self.put(keys[3], &tls.subject);
-        self.put(keys[4], tls.names.join(", "));
-        self.put(keys[5], &tls.not_after);
+    fn put_tls(&mut self, side: &str, tls: &TlsInfo) {
+        let key = |name: &str| format!("{side}.{name}");
+        self.put(key("tls_version"), &tls.version);
+        self.put(key("cipher_suite"), &tls.cipher_suite);
+        self.put(key("tls_resumed"), yes_no(tls.resumed));
+        self.put(key("cert.subject"), &tls.subject);
+        self.put(key("cert.names"), tls.names.join(", "));
+        self.put(key("cert.not_after"), &tls.not_after);
     }
 }
 

@@ -325,9 +325,7 @@ async fn send_connect(
     };
     let reason = plan.redact_and_shorten(&head.reason, 80);
     progress.proxy_status = Some((head.code, reason.clone()));
-    let status_line = format!("HTTP/1.{} {} {reason}", head.minor_version, head.code)
-        .trim_end()
-        .to_owned();
+    let status_line = head.status_line_with(&reason);
     match head.outcome() {
         Outcome::Tunnel => {
             crate::dtun_log!(DTUN_LOG_DEBUG, "proxy {peer} answered {status_line}");

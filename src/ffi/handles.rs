@@ -30,7 +30,7 @@ pub struct dtun_conn {
 #[allow(non_camel_case_types)]
 pub struct dtun_report {
     tag: u64,
-    values: Vec<(&'static str, CString)>,
+    values: Vec<(String, CString)>,
     text: CString,
 }
 
@@ -147,7 +147,11 @@ impl Handle for dtun_report {
         let c = |text: &str| CString::new(text.replace('\0', "?")).unwrap_or_default();
         dtun_report {
             tag: LIVE_REPORT,
-            values: report.entries().iter().map(|(k, v)| (*k, c(v))).collect(),
+            values: report
+                .entries()
+                .iter()
+                .map(|(k, v)| (k.clone(), c(v)))
+                .collect(),
             text: c(&report.text()),
         }
     }

@@ -47,14 +47,17 @@ impl ReplyHead {
         }
     }
 
-    /// The status line as `HTTP/1.x CODE REASON`, for messages.
+    /// The status line as `HTTP/1.x CODE REASON`.
     pub fn status_line(&self) -> String {
-        format!(
-            "HTTP/1.{} {} {}",
-            self.minor_version, self.code, self.reason
-        )
-        .trim_end()
-        .to_owned()
+        self.status_line_with(&self.reason)
+    }
+
+    /// The status line with another reason text (the reason redacted and shortened for a
+    /// message).
+    pub fn status_line_with(&self, reason: &str) -> String {
+        format!("HTTP/1.{} {} {reason}", self.minor_version, self.code)
+            .trim_end()
+            .to_owned()
     }
 }
 
