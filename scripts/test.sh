@@ -49,13 +49,10 @@ step "header is what cbindgen generates"
 scripts/gen-header.sh --verify
 
 step "cargo test (unit, property, end to end, real proxies)"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-DTUN_REQUIRE_REAL_PROXIES=1 cargo test --workspace --locked 2>&1 | tee "$log"
-if grep -q "SKIPPED" "$log"; then
-    echo "some tests were skipped (see SKIPPED lines above): the full suite may not skip" >&2
-    exit 1
-fi
+# No grep for SKIPPED here: the test harness hides what passing tests print, so it would
+# never see one. Under DTUN_REQUIRE_REAL_PROXIES=1 a test that would skip fails instead,
+# naming what is missing (dtun_testenv::require_or_skip).
+DTUN_REQUIRE_REAL_PROXIES=1 cargo test --workspace --locked
 
 step "C tests, examples and package consumers"
 DTUN_REQUIRE_REAL_PROXIES=ON DTUN_REQUIRE_VALGRIND=ON scripts/c-tests.sh

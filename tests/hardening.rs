@@ -27,7 +27,7 @@ use dragent_tunnel::log::LogLevel;
 use dragent_tunnel::{Connection, Error, Stage, Status, Transfer, TunnelConfig, Wait};
 use dtun_testenv::collector::{CollectorBehaviour, EchoOptions, EchoServer};
 use dtun_testenv::proxy::{Fault, ProxyOptions, TestProxy};
-use dtun_testenv::squid::{squid_available, Squid, SquidOptions};
+use dtun_testenv::squid::{Squid, SquidOptions};
 use support::*;
 
 // ---- Test plumbing --------------------------------------------------------------------
@@ -647,19 +647,13 @@ fn a_collector_that_stops_reading_times_the_send_out() {
 
 // ---- §4 Descriptors, memory and threads --------------------------------------------------
 
-/// Whether squid can run here: yes when installed; otherwise a loud skip, or a failure when
-/// the environment requires the real proxies (as in `real_proxies.rs`).
+/// Whether squid can run here: yes when installed; otherwise a skip, or a failure under
+/// `DTUN_REQUIRE_REAL_PROXIES=1` (`dtun_testenv::require_or_skip`).
 fn squid_installed() -> bool {
-    if squid_available() {
-        return true;
-    }
-    let required = std::env::var("DTUN_REQUIRE_REAL_PROXIES").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "squid is not installed, and DTUN_REQUIRE_REAL_PROXIES=1 requires the real-proxy tests"
-    );
-    eprintln!("SKIPPED: squid not installed (hardening: 100 parallel tunnels)");
-    false
+    dtun_testenv::require_or_skip(
+        "hardening: 100 parallel tunnels",
+        &[dtun_testenv::RealProxy::Squid],
+    )
 }
 
 /// The names (`comm`) of this process's threads that belong to the library: those starting

@@ -7,8 +7,9 @@
 //! reports every wrong row at once; the proxy is a local of that test, so it is stopped
 //! when the test ends, passed or failed.
 //!
-//! Without squid or tinyproxy the test prints `SKIPPED: ...` and passes, unless
-//! `DTUN_REQUIRE_REAL_PROXIES=1` (CI), where a missing proxy fails.
+//! Without squid (the OpenSSL build) or tinyproxy the test prints `SKIPPED: ...` (seen only
+//! with `--nocapture`) and passes, unless `DTUN_REQUIRE_REAL_PROXIES=1` (`scripts/test.sh`),
+//! where it fails naming what is missing (`dtun_testenv::require_or_skip`).
 
 mod support;
 
@@ -16,24 +17,10 @@ use std::time::Duration;
 
 use dragent_tunnel::{Connection, Error, Status, Wait};
 use dtun_testenv::collector::EchoServer;
-use dtun_testenv::squid::{squid_available, Squid, SquidOptions};
-use dtun_testenv::tinyproxy::{tinyproxy_available, Tinyproxy, TinyproxyOptions};
+use dtun_testenv::squid::{Squid, SquidOptions};
+use dtun_testenv::tinyproxy::{Tinyproxy, TinyproxyOptions};
+use dtun_testenv::{require_or_skip, RealProxy};
 use support::*;
-
-/// Whether to run a real-proxy matrix: yes when the proxy is installed; otherwise a loud
-/// skip, or a failure when the environment requires the real proxies.
-fn installed(name: &str, available: bool) -> bool {
-    if available {
-        return true;
-    }
-    let required = std::env::var("DTUN_REQUIRE_REAL_PROXIES").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "{name} is not installed, and DTUN_REQUIRE_REAL_PROXIES=1 requires the real-proxy tests"
-    );
-    eprintln!("SKIPPED: {name} not installed (real-proxy tests)");
-    false
-}
 
 /// The collectors every matrix uses.
 struct Collectors {
@@ -192,7 +179,7 @@ fn run_matrix(proxy: &str, rows: &[Row], log_tail: impl Fn() -> String) {
 
 #[test]
 fn squid_matrix() {
-    if !installed("squid", squid_available()) {
+    if !require_or_skip("squid_matrix", &[RealProxy::Squid]) {
         return;
     }
     // Declared first, dropped last: squid stops before its folder goes.
@@ -377,7 +364,7 @@ fn squid_matrix() {
 
 #[test]
 fn tinyproxy_matrix() {
-    if !installed("tinyproxy", tinyproxy_available()) {
+    if !require_or_skip("tinyproxy_matrix", &[RealProxy::Tinyproxy]) {
         return;
     }
     // tinyproxy's BasicAuth takes only [-A-Za-z0-9._].

@@ -4,7 +4,10 @@
 //! listening ports on 127.0.0.1: plain HTTP, plain HTTP with Basic auth, TLS (`https_port`) and
 //! TLS with Basic auth. Everything it needs (configuration, certificate copies, htpasswd file,
 //! logs, pid file) lives in the directory the caller passes; dropping the handle stops squid and
-//! its helpers. [`squid_available`] says whether this machine can run it at all.
+//! its helpers. [`squid_missing`] says what this machine lacks to run it, if anything.
+//!
+//! Every name squid resolves is logged in `cache.log` (`debug_options` 14,4 and 78,3):
+//! [`Squid::name_lookups`] lists them, so a test can prove that squid did not look a name up.
 //!
 //! The module also holds the process plumbing shared with [`crate::tinyproxy`].
 
@@ -41,31 +44,76 @@ fn ncsa_helper() -> Option<PathBuf> {
         .find(|path| harness::is_executable(path))
 }
 
-/// Whether a usable squid is installed: the binary runs, it was built with OpenSSL (so
-/// `https_port ... tls-cert=...` works, i.e. Debian's `squid-openssl`), the `basic_ncsa_auth`
-/// helper exists and passwords can be hashed (`htpasswd` from apache2-utils, or `openssl`).
+/// Whether a usable squid is installed: [`squid_missing`] finds nothing missing.
+pub fn squid_available() -> bool {
+    squid_missing().is_none()
+}
+
+/// What this machine lacks to run [`Squid`], or `None`: the binary must run and be built with
+/// OpenSSL (`squid -v` lists `--with-openssl`, i.e. Debian's `squid-openssl`, so that
+/// `https_port ... tls-cert=...`, TLS to the proxy, works; Debian's plain `squid` is built
+/// with GnuTLS), the `basic_ncsa_auth` helper must exist and passwords must be hashable
+/// (`htpasswd` from apache2-utils, or `openssl`).
 ///
 /// The answer is computed once per process.
-pub fn squid_available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        let Some(squid) = find_program("squid") else {
-            return false;
-        };
-        let built_with_openssl = Command::new(&squid)
-            .arg("-v")
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .map(|out| {
-                out.status.success()
-                    && String::from_utf8_lossy(&out.stdout).contains("--with-openssl")
-            })
-            .unwrap_or(false);
-        built_with_openssl
-            && ncsa_helper().is_some()
-            && (find_program("htpasswd").is_some() || find_program("openssl").is_some())
-    })
+pub fn squid_missing() -> Option<String> {
+    static MISSING: OnceLock<Option<String>> = OnceLock::new();
+    MISSING
+        .get_or_init(|| {
+            let mut missing = Vec::new();
+            match find_program("squid") {
+                None => missing.push("squid (Debian: squid-openssl)".to_string()),
+                Some(squid) => match Command::new(&squid)
+                    .arg("-v")
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::null())
+                    .output()
+                {
+                    Ok(out) if out.status.success() => {
+                        if !built_with_openssl(&String::from_utf8_lossy(&out.stdout)) {
+                            missing.push(format!(
+                                "a squid built with OpenSSL ({} -v does not list \
+                                 --with-openssl; Debian: squid-openssl)",
+                                squid.display()
+                            ));
+                        }
+                    }
+                    Ok(out) => missing.push(format!(
+                        "a squid that runs ({} -v failed: {})",
+                        squid.display(),
+                        out.status
+                    )),
+                    Err(err) => {
+                        missing.push(format!("a squid that runs ({} -v: {err})", squid.display()))
+                    }
+                },
+            }
+            if ncsa_helper().is_none() {
+                missing.push(format!(
+                    "squid's basic_ncsa_auth helper (looked in {}; Debian: squid-openssl)",
+                    HELPER_DIRS.join(", ")
+                ));
+            }
+            if find_program("htpasswd").is_none() && find_program("openssl").is_none() {
+                missing.push("htpasswd or openssl (Debian: apache2-utils)".to_string());
+            }
+            (!missing.is_empty()).then(|| missing.join(", "))
+        })
+        .clone()
+}
+
+/// Whether `squid -v` output lists `--with-openssl` among the configure options (quoted, as
+/// squid prints them, or bare; `--with-openssl=no` and `--without-openssl` do not count).
+fn built_with_openssl(version: &str) -> bool {
+    version
+        .split_whitespace()
+        .map(|option| option.trim_matches(|c| c == '\'' || c == '"'))
+        .any(|option| {
+            option == "--with-openssl"
+                || option
+                    .strip_prefix("--with-openssl=")
+                    .is_some_and(|value| value != "no")
+        })
 }
 
 /// What [`Squid::start`] should run.
@@ -278,9 +326,24 @@ impl Squid {
         self.startup
     }
 
-    /// The last lines of `cache.log` (and anything squid wrote to stderr), for failure messages.
+    /// The last lines of `cache.log` (and anything squid wrote to stderr), for failure messages;
+    /// without the name lookup debug lines.
     pub fn log_tail(&self) -> String {
         log_tail(&self.dir.join("cache.log"), &self.dir.join("squid.stderr"))
+    }
+
+    /// The host names squid looked up since it started, each once, in order: from the lines
+    /// its name cache and resolver write to `cache.log` (`nbgethostbyname: NAME`,
+    /// `ipcache_gethostbyname: 'NAME'`, `idnsALookup: ... for NAME, id = ...`). Names found in
+    /// `/etc/hosts` (`localhost`) are lookups too; checking whether a string *is* an IP
+    /// address (`lookupHostIP: Given Non-IP 'NAME'`) is not.
+    ///
+    /// Squid writes the line when the lookup starts, before it answers the request, and
+    /// flushes `cache.log` after every line: a lookup made for a request whose reply has
+    /// arrived is listed.
+    pub fn name_lookups(&self) -> Vec<String> {
+        let log = fs::read_to_string(self.dir.join("cache.log")).unwrap_or_default();
+        parse_name_lookups(&log)
     }
 
     /// The whole `access.log`: one line per request, e.g.
@@ -400,6 +463,10 @@ fn config(
     line("hosts_file /etc/hosts".into());
     line("dns_nameservers 127.0.0.1".into());
     line("dns_timeout 3 seconds".into());
+    // Log every name lookup, for `Squid::name_lookups`: section 14 (ipcache) at level 4 logs
+    // each lookup of a name, answered from hosts_file or not; section 78 (internal DNS) at
+    // level 3 each query sent. `log_tail` leaves these lines out.
+    line("debug_options ALL,1 14,4 78,3".into());
     if let Some((name, _, _)) = run_as {
         line(format!("cache_effective_user {name}"));
     }
@@ -523,10 +590,53 @@ fn wait_ready(
     }
 }
 
-/// The last lines of the log plus the captured stderr, if any.
+/// The names in the name lookup lines of `cache.log` (see [`Squid::name_lookups`]).
+fn parse_name_lookups(log: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for line in log.lines() {
+        let name = if let Some((_, rest)) = line.split_once(" nbgethostbyname: ") {
+            rest.split_whitespace().next()
+        } else if let Some((_, rest)) = line.split_once(" ipcache_gethostbyname: '") {
+            rest.split_once('\'').map(|(name, _)| name)
+        } else if let Some((_, rest)) = line.split_once(" idnsALookup: buf is ") {
+            rest.split_once(" bytes for ")
+                .and_then(|(_, rest)| rest.split_once(','))
+                .map(|(name, _)| name)
+        } else {
+            None
+        };
+        if let Some(name) = name.filter(|name| !name.is_empty()) {
+            if !names.iter().any(|seen| seen == name) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// Whether a `cache.log` line comes from the name lookup debugging (`| 14,4| ...`,
+/// `| 78,3| ...`: squid prints section and level only above level 1).
+fn is_lookup_debug_line(line: &str) -> bool {
+    ["| 14,", "| 78,"].iter().any(|section| {
+        line.split_once(section)
+            .is_some_and(|(_, rest)| rest.starts_with(|c: char| ('2'..='9').contains(&c)))
+    })
+}
+
+/// The last lines of the log (without the name lookup debug lines) plus the captured
+/// stderr, if any.
 fn log_tail(cache_log: &Path, stderr: &Path) -> String {
     let mut out = format!("--- {} (last lines) ---\n", cache_log.display());
-    out.push_str(&read_tail(cache_log, 40));
+    let log = fs::read(cache_log).unwrap_or_default();
+    let log = String::from_utf8_lossy(&log);
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| !is_lookup_debug_line(line))
+        .collect();
+    for line in &lines[lines.len().saturating_sub(40)..] {
+        out.push_str(line);
+        out.push('\n');
+    }
     let err = read_tail(stderr, 20);
     if !err.trim().is_empty() {
         let _ = write!(out, "--- {} ---\n{err}", stderr.display());
@@ -858,6 +968,7 @@ pub(crate) mod harness {
 #[cfg(test)]
 mod tests {
     use super::harness::ManagedChild;
+    use super::{built_with_openssl, is_lookup_debug_line, parse_name_lookups};
     use std::process::Command;
     use std::time::{Duration, Instant};
 
@@ -899,5 +1010,59 @@ mod tests {
             })
             .collect();
         assert!(left.is_empty(), "left running: {left:?}");
+    }
+
+    /// `cache.log` lines of squid 5.7 with `debug_options ALL,1 14,4 78,3`: copied from a run,
+    /// except the `ipcache_gethostbyname` and `direct.invalid` lines, written after its source.
+    const LOOKUP_LOG: &str = "\
+2026/12/01 09:18:22.488| Accepting HTTP Socket connections at conn3 local=127.0.0.1:39111 remote=[::] FD 12 flags=9
+2026/12/01 09:18:22.832| 14,3| Address.cc(389) lookupHostIP: Given Non-IP 'example.com': Name or service not known
+2026/12/01 09:18:22.832| 14,4| ipcache.cc(607) nbgethostbyname: localhost
+2026/12/01 09:18:22.832| 14,4| ipcache.cc(647) ipcache_nbgethostbyname_: ipcache_nbgethostbyname: HIT for 'localhost'
+2026/12/01 09:18:22.833| 14,4| ipcache.cc(607) nbgethostbyname: unknown-name.invalid
+2026/12/01 09:18:22.833| 78,3| dns_internal.cc(1792) idnsALookup: idnsALookup: buf is 38 bytes for unknown-name.invalid, id = 0xc808
+2026/12/01 09:18:22.833| 14,3| ipcache.cc(700) ipcache_gethostbyname: 'sync.invalid', flags=1
+2026/12/01 09:18:22.833| 78,3| dns_internal.cc(1792) idnsALookup: idnsALookup: buf is 30 bytes for direct.invalid, id = 0xc809
+2026/12/01 09:18:23| storeLateRelease: released 0 objects
+";
+
+    #[test]
+    fn name_lookups_come_from_the_ipcache_and_dns_lines() {
+        assert_eq!(
+            parse_name_lookups(LOOKUP_LOG),
+            [
+                "localhost",
+                "unknown-name.invalid",
+                "sync.invalid",
+                "direct.invalid"
+            ]
+        );
+    }
+
+    #[test]
+    fn log_tail_leaves_out_the_lookup_debug_lines() {
+        let kept: Vec<&str> = LOOKUP_LOG
+            .lines()
+            .filter(|line| !is_lookup_debug_line(line))
+            .collect();
+        assert_eq!(kept.len(), 2, "{kept:#?}");
+        assert!(kept[0].contains("Accepting HTTP"));
+        assert!(kept[1].contains("storeLateRelease"));
+        assert!(!is_lookup_debug_line(
+            "2026/12/01 09:18:22.832| 14,1| ipcache.cc(1) important"
+        ));
+    }
+
+    #[test]
+    fn openssl_build_from_squid_v() {
+        let openssl = "configure options:  '--build=x86_64-linux-gnu' '--with-openssl' \
+                       '--enable-ssl-crtd'";
+        assert!(built_with_openssl(openssl));
+        assert!(built_with_openssl("'--with-openssl=/opt/ssl'"));
+        let gnutls = "configure options:  '--build=x86_64-linux-gnu' '--with-gnutls' \
+                      '--without-openssl'";
+        assert!(!built_with_openssl(gnutls));
+        assert!(!built_with_openssl("'--with-openssl=no'"));
+        assert!(!built_with_openssl("'--with-openssl-extra'"));
     }
 }

@@ -24,23 +24,38 @@ const START_ATTEMPTS: usize = 4;
 /// What tinyproxy prints when it cannot bind its port.
 const BIND_FAILURE: &str = "Could not create listening sockets";
 
-/// Whether tinyproxy is installed and runs (`tinyproxy -v` succeeds).
+/// Whether tinyproxy is installed and runs: [`tinyproxy_missing`] finds nothing missing.
+pub fn tinyproxy_available() -> bool {
+    tinyproxy_missing().is_none()
+}
+
+/// What this machine lacks to run [`Tinyproxy`], or `None`: a `tinyproxy` whose `-v` succeeds
+/// and names it.
 ///
 /// The answer is computed once per process.
-pub fn tinyproxy_available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        find_program("tinyproxy").is_some_and(|tinyproxy| {
-            Command::new(tinyproxy)
+pub fn tinyproxy_missing() -> Option<String> {
+    static MISSING: OnceLock<Option<String>> = OnceLock::new();
+    MISSING
+        .get_or_init(|| {
+            let Some(tinyproxy) = find_program("tinyproxy") else {
+                return Some("tinyproxy (Debian: tinyproxy)".to_string());
+            };
+            let runs = Command::new(&tinyproxy)
                 .arg("-v")
                 .output()
                 .map(|out| {
                     out.status.success()
                         && String::from_utf8_lossy(&out.stdout).contains("tinyproxy")
                 })
-                .unwrap_or(false)
+                .unwrap_or(false);
+            (!runs).then(|| {
+                format!(
+                    "a tinyproxy that runs ({} -v failed or did not print its name)",
+                    tinyproxy.display()
+                )
+            })
         })
-    })
+        .clone()
 }
 
 /// What [`Tinyproxy::start`] should run.

@@ -1399,9 +1399,11 @@ mod tests {
 
     #[test]
     fn real_proxies_environment() {
-        let missing = missing_real_proxies();
-        if !missing.is_empty() {
-            eprintln!("SKIPPED: dtun-testenv --real-proxies: missing {missing:?}");
+        use dtun_testenv::{require_or_skip, RealProxy};
+        if !require_or_skip(
+            "dtun-testenv --real-proxies",
+            &[RealProxy::Squid, RealProxy::Tinyproxy],
+        ) {
             return;
         }
         let dir = temp_dir("real");
