@@ -306,21 +306,83 @@ void base64_encode(const void *data, size_t len, char *out, size_t cap)
 
 /* ---- secrets: nothing the library says may contain one ---------------------------------- */
 
-#define MAX_SECRETS 64
+/* The rule of leak_in() in tests/support/mod.rs: a text leaks a secret when it holds the whole
+ * secret or any run of SECRET_WINDOW of its characters (a truncated or partly escaped secret is
+ * still a leak); a secret of SECRET_WINDOW characters or fewer is matched whole. Characters,
+ * as in Rust, are Unicode scalar values: the windows of a UTF-8 secret start and end on
+ * character boundaries. Each secret is cut into its pieces once, whole secret first, then its
+ * windows from left to right, so that secrets_find() names what leak_in() names. */
+#define SECRET_WINDOW 8
 
-static char *secrets[MAX_SECRETS];
 static size_t n_secrets;
+static char **pieces;
+static size_t n_pieces;
+static size_t cap_pieces;
+
+static void add_piece(const char *text, size_t len)
+{
+    char *piece;
+    if (n_pieces == cap_pieces) {
+        size_t cap = cap_pieces == 0 ? 64 : cap_pieces * 2;
+        char **grown = (char **)realloc(pieces, cap * sizeof *pieces);
+        if (grown == NULL) {
+            test_fail(__FILE__, __LINE__, "out of memory");
+        }
+        pieces = grown;
+        cap_pieces = cap;
+    }
+    piece = (char *)malloc(len + 1);
+    if (piece == NULL) {
+        test_fail(__FILE__, __LINE__, "out of memory");
+    }
+    memcpy(piece, text, len);
+    piece[len] = '\0';
+    pieces[n_pieces++] = piece;
+}
+
+/* Whether byte b starts a UTF-8 character (it is not a continuation byte 10xxxxxx). */
+static int starts_char(unsigned char b)
+{
+    return (b & 0xC0) != 0x80;
+}
 
 static void add_secret(const char *text)
 {
-    if (n_secrets == MAX_SECRETS) {
-        test_fail(__FILE__, __LINE__, "more than %d secrets", MAX_SECRETS);
+    size_t len = strlen(text);
+    size_t starts[1024];
+    size_t chars = 0;
+    size_t i;
+    for (i = 0; i < len; i++) {
+        if (starts_char((unsigned char)text[i])) {
+            if (chars == sizeof starts / sizeof starts[0]) {
+                test_fail(__FILE__, __LINE__, "a secret of more than %zu characters", chars);
+            }
+            starts[chars++] = i;
+        }
     }
-    secrets[n_secrets] = strdup(text);
-    if (secrets[n_secrets] == NULL) {
-        test_fail(__FILE__, __LINE__, "out of memory");
+    add_piece(text, len);
+    if (chars > SECRET_WINDOW) {
+        for (i = 0; i + SECRET_WINDOW <= chars; i++) {
+            size_t end = i + SECRET_WINDOW < chars ? starts[i + SECRET_WINDOW] : len;
+            add_piece(text + starts[i], end - starts[i]);
+        }
     }
     n_secrets++;
+
+    /* The scanner itself: the secret inside a text is found, and so is its last window
+     * alone, cut from the rest (a whole-string match would miss it). */
+    {
+        char probe[1200];
+        int n = snprintf(probe, sizeof probe, "before %s after", text);
+        CHECK(n > 0 && (size_t)n < sizeof probe);
+        CHECK(secrets_find(probe) != NULL);
+        if (chars > SECRET_WINDOW) {
+            const char *last = text + starts[chars - SECRET_WINDOW];
+            n = snprintf(probe, sizeof probe, "cut>%s<cut", last);
+            CHECK(n > 0 && (size_t)n < sizeof probe);
+            CHECK(secrets_find(probe) != NULL);
+        }
+    }
 }
 
 int str_ends_with(const char *s, const char *suffix)
@@ -364,9 +426,9 @@ void secrets_collect(void)
 const char *secrets_find(const char *text)
 {
     size_t i;
-    for (i = 0; i < n_secrets; i++) {
-        if (strstr(text, secrets[i]) != NULL) {
-            return secrets[i];
+    for (i = 0; i < n_pieces; i++) {
+        if (strstr(text, pieces[i]) != NULL) {
+            return pieces[i];
         }
     }
     return NULL;
@@ -380,9 +442,12 @@ size_t secrets_count(void)
 void secrets_free(void)
 {
     size_t i;
-    for (i = 0; i < n_secrets; i++) {
-        free(secrets[i]);
-        secrets[i] = NULL;
+    for (i = 0; i < n_pieces; i++) {
+        free(pieces[i]);
     }
+    free(pieces);
+    pieces = NULL;
+    n_pieces = 0;
+    cap_pieces = 0;
     n_secrets = 0;
 }

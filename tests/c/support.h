@@ -106,10 +106,13 @@ void base64_encode(const void *data, size_t len, char *out, size_t cap);
 /* Whether s ends with suffix. */
 int str_ends_with(const char *s, const char *suffix);
 
-/* Collects every *_PASSWORD of env.txt and the Base64 of every *_USER ":" *_PASSWORD pair. */
+/* Collects every *_PASSWORD of env.txt and the Base64 of every *_USER ":" *_PASSWORD pair,
+ * and checks that secrets_find() finds each, and a cut piece of each longer one. */
 void secrets_collect(void);
 
-/* The first collected secret found in text, or NULL. */
+/* The first collected secret, or piece of one, found in text, or NULL. The rule is
+ * leak_in()'s in tests/support/mod.rs: the whole secret, or any run of 8 of its characters
+ * (a secret of 8 characters or fewer only whole). */
 const char *secrets_find(const char *text);
 
 /* How many secrets were collected. */

@@ -22,12 +22,41 @@ static unsigned char sentinel_storage[2];
 #define SENTINEL_CONN ((dtun_conn *)(void *)&sentinel_storage[1])
 #define SENTINEL_SIZE ((size_t)0x5A5A5A5A)
 
-/* A block of zeros posing as a handle: the library tags its handles and must reject a
- * pointer that is not one (c-api.md "misuse of a handle") without touching it. It is larger
- * than either handle type, so the tag check reads only memory that exists. */
+/* A block of patterned bytes posing as a handle: the library tags its handles and must
+ * reject a pointer that is not one (c-api.md "misuse of a handle") without touching it:
+ * fill_fake_handle() writes the pattern, CHECK_FAKE_UNTOUCHED() compares every byte with it
+ * after each use. It is larger than any handle type, so the tag check reads only memory that
+ * exists. */
+#define FAKE_SEED 0xFA4EU
 static _Alignas(64) unsigned char not_a_handle[4096];
 #define FAKE_CONFIG ((dtun_config *)(void *)not_a_handle)
 #define FAKE_CONN ((dtun_conn *)(void *)not_a_handle)
+#define FAKE_REPORT ((dtun_report *)(void *)not_a_handle)
+#define CHECK_FAKE_UNTOUCHED() check_fake_untouched(__LINE__)
+
+static void fill_fake_handle(void)
+{
+    size_t i;
+    for (i = 0; i < sizeof not_a_handle; i++) {
+        not_a_handle[i] = pattern_byte(FAKE_SEED, i);
+    }
+}
+
+static void check_fake_untouched(int line)
+{
+    unsigned char want[sizeof not_a_handle];
+    size_t i;
+    for (i = 0; i < sizeof want; i++) {
+        want[i] = pattern_byte(FAKE_SEED, i);
+    }
+    if (memcmp(not_a_handle, want, sizeof want) != 0) {
+        for (i = 0; i < sizeof want && not_a_handle[i] == want[i]; i++) {
+        }
+        test_fail(__FILE__, line, "the library wrote into a pointer that is not a handle: "
+                                  "byte %zu is 0x%02x, was 0x%02x",
+                  i, not_a_handle[i], want[i]);
+    }
+}
 
 static int contains(const char *haystack, const char *needle)
 {
@@ -146,6 +175,7 @@ static void test_config_new_and_free(void)
     /* NULL and pointers that are not handles are no-ops. */
     dtun_config_free(NULL);
     dtun_config_free(FAKE_CONFIG);
+    CHECK_FAKE_UNTOUCHED();
 }
 
 static void test_config_from_file(void)
@@ -285,6 +315,8 @@ static void test_config_set(void)
     CHECK_STATUS(dtun_config_set(config, NULL, "x"), DTUN_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(dtun_config_set(config, "collector", NULL), DTUN_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(dtun_config_set(FAKE_CONFIG, "collector", "x"), DTUN_ERR_INVALID_ARGUMENT);
+    check_message_mentions("dtun_config");
+    CHECK_FAKE_UNTOUCHED();
     dtun_config_free(config);
 
     /* A config built key by key opens the full route: TLS to an authenticating proxy, TLS to
@@ -337,6 +369,7 @@ static void test_open_send_recv_close(void)
     CHECK(out == SENTINEL_CONN);
     CHECK_STATUS(dtun_open(FAKE_CONFIG, TEST_OPEN_TIMEOUT_MS, &out), DTUN_ERR_INVALID_ARGUMENT);
     CHECK(out == SENTINEL_CONN);
+    CHECK_FAKE_UNTOUCHED();
 
     /* 0 never waits: on loopback the open may or may not complete at once. */
     status = dtun_open(config, 0, &out);
@@ -361,6 +394,7 @@ static void test_open_send_recv_close(void)
     CHECK(n == SENTINEL_SIZE);
     CHECK_STATUS(dtun_send(FAKE_CONN, buf, 1, &n, 100), DTUN_ERR_INVALID_ARGUMENT);
     CHECK(n == SENTINEL_SIZE);
+    CHECK_FAKE_UNTOUCHED();
     CHECK_STATUS(dtun_send(conn, NULL, 1, &n, 100), DTUN_ERR_INVALID_ARGUMENT);
     CHECK(n == SENTINEL_SIZE);
     CHECK_STATUS(dtun_send(conn, buf, 1, NULL, 100), DTUN_ERR_INVALID_ARGUMENT);
@@ -376,6 +410,7 @@ static void test_open_send_recv_close(void)
     CHECK(n == SENTINEL_SIZE);
     CHECK_STATUS(dtun_recv(FAKE_CONN, buf, sizeof buf, &n, 100), DTUN_ERR_INVALID_ARGUMENT);
     CHECK(n == SENTINEL_SIZE);
+    CHECK_FAKE_UNTOUCHED();
     CHECK_STATUS(dtun_recv(conn, NULL, sizeof buf, &n, 100), DTUN_ERR_INVALID_ARGUMENT);
     CHECK(n == SENTINEL_SIZE);
     CHECK_STATUS(dtun_recv(conn, buf, sizeof buf, NULL, 100), DTUN_ERR_INVALID_ARGUMENT);
@@ -400,6 +435,7 @@ static void test_open_send_recv_close(void)
     dtun_close(conn);
     dtun_close(NULL);
     dtun_close(FAKE_CONN);
+    CHECK_FAKE_UNTOUCHED();
 }
 
 static void *last_open_report_of_fresh_thread(void *arg)
@@ -496,8 +532,77 @@ static void test_reports(void)
     CHECK(report == untouched);
     CHECK(dtun_report_text(NULL) == NULL);
     CHECK(dtun_report_get(NULL, "route") == NULL);
+    CHECK(dtun_report_text(FAKE_REPORT) == NULL);
+    CHECK(dtun_report_get(FAKE_REPORT, "route") == NULL);
     dtun_report_free(NULL);
-    dtun_report_free((dtun_report *)(void *)not_a_handle);
+    dtun_report_free(FAKE_REPORT);
+    CHECK_FAKE_UNTOUCHED();
+}
+
+/* Live handles passed as another type: each call refuses (or, for the void ones, ignores)
+ * the handle, and the handle still works afterwards: a close that took a config for a
+ * connection would have freed it, and the next open with it would be refused. */
+static void test_wrong_type_handles(void)
+{
+    dtun_config *config = load_scenario("direct_tls.yaml");
+    dtun_conn *conn = NULL;
+    dtun_report *report = NULL;
+    dtun_report *report_out = NULL;
+    dtun_conn *conn_out = NULL;
+    uint8_t buf[16];
+    size_t n = SENTINEL_SIZE;
+
+    CHECK_OK(dtun_open(config, TEST_OPEN_TIMEOUT_MS, &conn));
+    CHECK_OK(dtun_conn_report(conn, &report));
+
+    /* A config where a connection or a report is expected. */
+    CHECK_STATUS(dtun_send((dtun_conn *)(void *)config, buf, 1, &n, 100),
+                 DTUN_ERR_INVALID_ARGUMENT);
+    check_message_mentions("dtun_conn");
+    CHECK(n == SENTINEL_SIZE);
+    CHECK_STATUS(dtun_recv((dtun_conn *)(void *)config, buf, sizeof buf, &n, 100),
+                 DTUN_ERR_INVALID_ARGUMENT);
+    CHECK(n == SENTINEL_SIZE);
+    report_out = (dtun_report *)(void *)&sentinel_storage[0];
+    CHECK_STATUS(dtun_conn_report((dtun_conn *)(void *)config, &report_out),
+                 DTUN_ERR_INVALID_ARGUMENT);
+    CHECK(report_out == (dtun_report *)(void *)&sentinel_storage[0]);
+    CHECK(dtun_report_text((dtun_report *)(void *)config) == NULL);
+    CHECK(dtun_report_get((dtun_report *)(void *)config, "outcome") == NULL);
+    dtun_close((dtun_conn *)(void *)config);
+    dtun_report_free((dtun_report *)(void *)config);
+
+    /* A connection where a config or a report is expected. */
+    conn_out = SENTINEL_CONN;
+    CHECK_STATUS(dtun_open((dtun_config *)(void *)conn, TEST_OPEN_TIMEOUT_MS, &conn_out),
+                 DTUN_ERR_INVALID_ARGUMENT);
+    check_message_mentions("dtun_config");
+    CHECK(conn_out == SENTINEL_CONN);
+    CHECK_STATUS(dtun_config_set((dtun_config *)(void *)conn, "collector", "x"),
+                 DTUN_ERR_INVALID_ARGUMENT);
+    CHECK(dtun_report_text((dtun_report *)(void *)conn) == NULL);
+    dtun_config_free((dtun_config *)(void *)conn);
+    dtun_report_free((dtun_report *)(void *)conn);
+
+    /* A report where a config or a connection is expected. */
+    CHECK_STATUS(dtun_config_set((dtun_config *)(void *)report, "collector", "x"),
+                 DTUN_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(dtun_send((dtun_conn *)(void *)report, buf, 1, &n, 100),
+                 DTUN_ERR_INVALID_ARGUMENT);
+    CHECK(n == SENTINEL_SIZE);
+    dtun_config_free((dtun_config *)(void *)report);
+    dtun_close((dtun_conn *)(void *)report);
+
+    /* All three still work. */
+    report_value(report, "outcome", "DTUN_OK");
+    CHECK(dtun_report_text(report) != NULL);
+    echo_check(conn, 2000, 5);
+    dtun_close(conn);
+    CHECK_OK(dtun_open(config, TEST_OPEN_TIMEOUT_MS, &conn));
+    echo_check(conn, 100, 6);
+    dtun_close(conn);
+    dtun_report_free(report);
+    dtun_config_free(config);
 }
 
 static void test_set_logger_arguments(void)
@@ -511,6 +616,7 @@ static void test_set_logger_arguments(void)
 
 int main(void)
 {
+    fill_fake_handle();
     test_version();
     test_status_names();
     test_last_error();
@@ -520,7 +626,9 @@ int main(void)
     test_config_set();
     test_open_send_recv_close();
     test_reports();
+    test_wrong_type_handles();
     test_set_logger_arguments();
+    CHECK_FAKE_UNTOUCHED();
     test_note("all API checks passed");
     return 0;
 }

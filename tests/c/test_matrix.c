@@ -3,18 +3,23 @@
  * opened and must end with the one status this table expects for it. Tunnels that open carry
  * data (an echo, or framed messages and their acknowledgements).
  *
+ *   test_matrix [--real-proxies]
+ *
  * A scenario file without an entry here fails the test: a new scenario must come with its
- * expected status. An entry marked `required` whose file is missing fails too: the environment
- * lost a scenario. The real squid and tinyproxy scenarios are written only by
- * `dtun-testenv run --real-proxies`; ctest runs this test both ways.
+ * expected status. An entry whose file is missing fails too: the environment lost a scenario.
+ * The squid and tinyproxy scenarios (`real` below) are written only by
+ * `dtun-testenv run --real-proxies`, and the mode is explicit: with --real-proxies every one
+ * of them must be there, without it none may be (ctest runs this test both ways, and a real-
+ * proxy run that quietly lost its real proxies would otherwise pass as the in-repo matrix).
  *
  * The environment also writes expected.txt ("FILE STATUS_NAME" lines, its own view of each
- * scenario): every line must agree with this table, so the two cannot drift apart unnoticed.
+ * scenario): it must exist, list every scenario file of the folder and no other, and agree
+ * with this table, so the two cannot drift apart unnoticed.
  *
  * All along, a logger at TRACE receives every record, and neither a record, nor a
  * dtun_last_error(), nor an open report may contain a password of env.txt or the Base64 of
- * user:password. Each open's report must agree with dtun_open and, after a failure, say what
- * to change.
+ * user:password, nor 8 characters in a row of one (secrets_find() in support.c). Each open's
+ * report must agree with dtun_open and, after a failure, say what to change.
  */
 
 #define _POSIX_C_SOURCE 200809L
@@ -37,57 +42,59 @@ struct expectation {
     const char *file;
     dtun_status status;
     enum traffic traffic;
-    int required;
+    /* 1: a real squid or tinyproxy scenario, written only by `dtun-testenv run --real-proxies`
+     * and required exactly when test_matrix runs with --real-proxies. */
+    int real;
     /* 0: TEST_OPEN_TIMEOUT_MS. */
     int32_t open_timeout_ms;
 };
 
 static const struct expectation expectations[] = {
     /* The in-repo proxy and collectors: routes that work... */
-    {"direct_tls.yaml", DTUN_OK, ECHO, 1, 0},
-    {"direct_plain.yaml", DTUN_OK, ECHO, 1, 0},
-    {"proxy_plain.yaml", DTUN_OK, ECHO, 1, 0},
-    {"proxy_tls.yaml", DTUN_OK, ECHO, 1, 0},
-    {"proxy_tls_auth.yaml", DTUN_OK, ECHO, 1, 0},
-    {"proxy_plain_collector_plain.yaml", DTUN_OK, ECHO, 1, 0},
-    {"collector_noverify.yaml", DTUN_OK, ECHO, 1, 0},
-    {"framed.yaml", DTUN_OK, FRAMED, 1, 0},
+    {"direct_tls.yaml", DTUN_OK, ECHO, 0, 0},
+    {"direct_plain.yaml", DTUN_OK, ECHO, 0, 0},
+    {"proxy_plain.yaml", DTUN_OK, ECHO, 0, 0},
+    {"proxy_tls.yaml", DTUN_OK, ECHO, 0, 0},
+    {"proxy_tls_auth.yaml", DTUN_OK, ECHO, 0, 0},
+    {"proxy_plain_collector_plain.yaml", DTUN_OK, ECHO, 0, 0},
+    {"collector_noverify.yaml", DTUN_OK, ECHO, 0, 0},
+    {"framed.yaml", DTUN_OK, FRAMED, 0, 0},
     /* ...and each failure mode. */
-    {"proxy_auth_wrong.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, 1, 0},
-    {"proxy_403.yaml", DTUN_ERR_PROXY_REFUSED, NO_TRAFFIC, 1, 0},
-    {"proxy_auth_ntlm.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, 1, 0},
+    {"proxy_auth_wrong.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, 0, 0},
+    {"proxy_403.yaml", DTUN_ERR_PROXY_REFUSED, NO_TRAFFIC, 0, 0},
+    {"proxy_auth_ntlm.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, 0, 0},
     /* The silent proxy never answers: only a short deadline keeps the test short. */
-    {"proxy_silent.yaml", DTUN_ERR_TIMEOUT, NO_TRAFFIC, 1, 1000},
-    {"proxy_garbage.yaml", DTUN_ERR_PROXY_PROTOCOL, NO_TRAFFIC, 1, 0},
-    {"collector_untrusted.yaml", DTUN_ERR_COLLECTOR_CERT, NO_TRAFFIC, 1, 0},
-    {"collector_expired.yaml", DTUN_ERR_COLLECTOR_CERT, NO_TRAFFIC, 1, 0},
-    {"collector_wrong_name.yaml", DTUN_ERR_COLLECTOR_CERT, NO_TRAFFIC, 1, 0},
-    {"proxy_cert_untrusted.yaml", DTUN_ERR_PROXY_CERT, NO_TRAFFIC, 1, 0},
-    {"proxy_tls_on_plain_port.yaml", DTUN_ERR_PROXY_TLS, NO_TRAFFIC, 1, 0},
-    {"refused.yaml", DTUN_ERR_CONNECT, NO_TRAFFIC, 1, 0},
+    {"proxy_silent.yaml", DTUN_ERR_TIMEOUT, NO_TRAFFIC, 0, 1000},
+    {"proxy_garbage.yaml", DTUN_ERR_PROXY_PROTOCOL, NO_TRAFFIC, 0, 0},
+    {"collector_untrusted.yaml", DTUN_ERR_COLLECTOR_CERT, NO_TRAFFIC, 0, 0},
+    {"collector_expired.yaml", DTUN_ERR_COLLECTOR_CERT, NO_TRAFFIC, 0, 0},
+    {"collector_wrong_name.yaml", DTUN_ERR_COLLECTOR_CERT, NO_TRAFFIC, 0, 0},
+    {"proxy_cert_untrusted.yaml", DTUN_ERR_PROXY_CERT, NO_TRAFFIC, 0, 0},
+    {"proxy_tls_on_plain_port.yaml", DTUN_ERR_PROXY_TLS, NO_TRAFFIC, 0, 0},
+    {"refused.yaml", DTUN_ERR_CONNECT, NO_TRAFFIC, 0, 0},
 
     /* A real squid: the documentation's three examples, then every route and failure. */
-    {"squid_example1.yaml", DTUN_OK, ECHO, 0, 0},
-    {"squid_example2.yaml", DTUN_OK, ECHO, 0, 0},
-    {"squid_example3.yaml", DTUN_OK, ECHO, 0, 0},
-    {"squid_plain_auth.yaml", DTUN_OK, ECHO, 0, 0},
-    {"squid_plain_collector.yaml", DTUN_OK, ECHO, 0, 0},
-    {"squid_noverify_both.yaml", DTUN_OK, ECHO, 0, 0},
-    {"squid_framed.yaml", DTUN_OK, FRAMED, 0, 0},
-    {"squid_auth_missing.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, 0, 0},
-    {"squid_auth_wrong.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, 0, 0},
-    {"squid_denied_port.yaml", DTUN_ERR_PROXY_REFUSED, NO_TRAFFIC, 0, 0},
-    {"squid_tls_on_plain_port.yaml", DTUN_ERR_PROXY_TLS, NO_TRAFFIC, 0, 0},
-    {"squid_plain_on_tls_port.yaml", DTUN_ERR_PROXY_PROTOCOL, NO_TRAFFIC, 0, 0},
-    {"squid_proxy_cert_untrusted.yaml", DTUN_ERR_PROXY_CERT, NO_TRAFFIC, 0, 0},
-    {"squid_collector_untrusted.yaml", DTUN_ERR_COLLECTOR_CERT, NO_TRAFFIC, 0, 0},
-    {"squid_collector_expired.yaml", DTUN_ERR_COLLECTOR_CERT, NO_TRAFFIC, 0, 0},
-    {"squid_collector_wrong_name.yaml", DTUN_ERR_COLLECTOR_CERT, NO_TRAFFIC, 0, 0},
+    {"squid_example1.yaml", DTUN_OK, ECHO, 1, 0},
+    {"squid_example2.yaml", DTUN_OK, ECHO, 1, 0},
+    {"squid_example3.yaml", DTUN_OK, ECHO, 1, 0},
+    {"squid_plain_auth.yaml", DTUN_OK, ECHO, 1, 0},
+    {"squid_plain_collector.yaml", DTUN_OK, ECHO, 1, 0},
+    {"squid_noverify_both.yaml", DTUN_OK, ECHO, 1, 0},
+    {"squid_framed.yaml", DTUN_OK, FRAMED, 1, 0},
+    {"squid_auth_missing.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, 1, 0},
+    {"squid_auth_wrong.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, 1, 0},
+    {"squid_denied_port.yaml", DTUN_ERR_PROXY_REFUSED, NO_TRAFFIC, 1, 0},
+    {"squid_tls_on_plain_port.yaml", DTUN_ERR_PROXY_TLS, NO_TRAFFIC, 1, 0},
+    {"squid_plain_on_tls_port.yaml", DTUN_ERR_PROXY_PROTOCOL, NO_TRAFFIC, 1, 0},
+    {"squid_proxy_cert_untrusted.yaml", DTUN_ERR_PROXY_CERT, NO_TRAFFIC, 1, 0},
+    {"squid_collector_untrusted.yaml", DTUN_ERR_COLLECTOR_CERT, NO_TRAFFIC, 1, 0},
+    {"squid_collector_expired.yaml", DTUN_ERR_COLLECTOR_CERT, NO_TRAFFIC, 1, 0},
+    {"squid_collector_wrong_name.yaml", DTUN_ERR_COLLECTOR_CERT, NO_TRAFFIC, 1, 0},
     /* A real tinyproxy (it answers HTTP/1.0 200), without and with Basic auth. */
-    {"tinyproxy_plain.yaml", DTUN_OK, ECHO, 0, 0},
-    {"tinyproxy_auth.yaml", DTUN_OK, ECHO, 0, 0},
-    {"tinyproxy_plain_collector.yaml", DTUN_OK, ECHO, 0, 0},
-    {"tinyproxy_auth_wrong.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, 0, 0},
+    {"tinyproxy_plain.yaml", DTUN_OK, ECHO, 1, 0},
+    {"tinyproxy_auth.yaml", DTUN_OK, ECHO, 1, 0},
+    {"tinyproxy_plain_collector.yaml", DTUN_OK, ECHO, 1, 0},
+    {"tinyproxy_auth_wrong.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, 1, 0},
 };
 
 #define N_EXPECTATIONS (sizeof expectations / sizeof expectations[0])
@@ -97,10 +104,6 @@ static const struct expectation expectations[] = {
 static pthread_mutex_t leak_lock = PTHREAD_MUTEX_INITIALIZER;
 static char leak[1024];
 static unsigned records;
-
-
-
-
 
 static void on_log(void *userdata, dtun_log_level level, const char *message)
 {
@@ -176,25 +179,49 @@ static char **list_scenarios(size_t *count)
     return names;
 }
 
-/* Compares expected.txt, when the environment wrote one, with the table. Returns the number
- * of disagreements. */
-static int check_expected_txt(void)
+/* The position of file in names (count of them, sorted), or count when it is not there. */
+static size_t scenario_index(const char *file, char **names, size_t count)
+{
+    char **found;
+    if (count == 0) {
+        return 0;
+    }
+    found = (char **)bsearch(&file, names, count, sizeof *names, compare_names);
+    return found != NULL ? (size_t)(found - names) : count;
+}
+
+/* Compares expected.txt with the table and with the scenario files of the folder (names,
+ * sorted). Returns the number of disagreements; a missing expected.txt is one. */
+static int check_expected_txt(char **names, size_t count)
 {
     char path[4096];
     char line[512];
     FILE *f;
     int disagreements = 0;
+    unsigned char *seen;
+    size_t lines = 0;
+    size_t i;
     testenv_path(path, sizeof path, "expected.txt");
     f = fopen(path, "r");
     if (f == NULL) {
-        test_note("no expected.txt in the environment: nothing to cross-check");
-        return 0;
+        fprintf(stderr, "FAIL expected.txt: the environment did not write %s\n", path);
+        return 1;
+    }
+    seen = (unsigned char *)calloc(count + 1, 1); /* + 1: never calloc(0) */
+    if (seen == NULL) {
+        test_fail(__FILE__, __LINE__, "out of memory");
     }
     while (fgets(line, sizeof line, f) != NULL) {
         char file[256];
         char status[128];
+        char extra[2];
         const struct expectation *want;
-        if (sscanf(line, "%255s %127s", file, status) != 2) {
+        size_t at;
+        lines++;
+        if (sscanf(line, "%255s %127s %1s", file, status, extra) != 2) {
+            fprintf(stderr, "FAIL expected.txt line %zu is not \"FILE STATUS_NAME\": %s", lines,
+                    line);
+            disagreements++;
             continue;
         }
         want = find_expectation(file);
@@ -207,6 +234,13 @@ static int check_expected_txt(void)
                     file, status, dtun_status_name(want->status));
             disagreements++;
         }
+        at = scenario_index(file, names, count);
+        if (at == count) {
+            fprintf(stderr, "FAIL %s: expected.txt lists it, the folder has no such file\n", file);
+            disagreements++;
+        } else {
+            seen[at] = 1;
+        }
     }
     if (ferror(f)) {
         test_fail(__FILE__, __LINE__, "cannot read %s", path);
@@ -214,6 +248,16 @@ static int check_expected_txt(void)
     if (fclose(f) != 0) {
         test_fail(__FILE__, __LINE__, "cannot close %s", path);
     }
+    for (i = 0; i < count; i++) {
+        if (!seen[i]) {
+            fprintf(stderr, "FAIL %s: a scenario file that expected.txt does not list\n",
+                    names[i]);
+            disagreements++;
+        }
+    }
+    free(seen);
+    test_note("expected.txt: %zu lines, %d disagreement(s) with the table and the folder", lines,
+              disagreements);
     return disagreements;
 }
 
@@ -274,8 +318,8 @@ static int run_scenario(const struct expectation *want, uint32_t seed)
         test_note("%-34s %-26s %s", want->file, dtun_status_name(got), message);
     }
     if (secret != NULL) {
-        fprintf(stderr, "FAIL %s: dtun_last_error() holds a secret: \"%s\"\n", want->file,
-                message);
+        fprintf(stderr, "FAIL %s: dtun_last_error() holds \"%s\" of a secret: \"%s\"\n",
+                want->file, secret, message);
         ok = 0;
     }
     if (got != DTUN_OK) {
@@ -303,12 +347,26 @@ static int run_scenario(const struct expectation *want, uint32_t seed)
     return ok;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int real_mode = 0;
     size_t count = 0;
     char **names;
     size_t i;
+    size_t ran = 0;
+    size_t ran_real = 0;
     int failures = 0;
+
+    if (argc == 2 && strcmp(argv[1], "--real-proxies") == 0) {
+        real_mode = 1;
+    } else if (argc != 1) {
+        fprintf(stderr, "usage: test_matrix [--real-proxies]\n");
+        return 2;
+    }
+    test_note("mode: %s", real_mode ? "--real-proxies: every squid and tinyproxy scenario is "
+                                      "required"
+                                    : "in-repo proxies only: no squid or tinyproxy scenario "
+                                      "may be there");
 
     secrets_collect();
     dtun_set_logger(on_log, NULL, DTUN_LOG_TRACE);
@@ -323,19 +381,28 @@ int main(void)
             failures++;
             continue;
         }
+        if (want->real && !real_mode) {
+            fprintf(stderr, "FAIL %s: a real-proxy scenario, but test_matrix runs without "
+                            "--real-proxies (pass it inside `dtun-testenv run --real-proxies`)\n",
+                    names[i]);
+            failures++;
+            continue;
+        }
         if (!run_scenario(want, (uint32_t)i)) {
             failures++;
         }
+        ran++;
+        ran_real += (size_t)want->real;
     }
     for (i = 0; i < N_EXPECTATIONS; i++) {
-        const char *file = expectations[i].file;
-        if (expectations[i].required &&
-            (count == 0 || bsearch(&file, names, count, sizeof *names, compare_names) == NULL)) {
-            fprintf(stderr, "FAIL %s: the environment did not write this scenario\n", file);
+        const struct expectation *want = &expectations[i];
+        if ((!want->real || real_mode) && scenario_index(want->file, names, count) == count) {
+            fprintf(stderr, "FAIL %s: the environment did not write this %sscenario\n", want->file,
+                    want->real ? "real-proxy " : "");
             failures++;
         }
     }
-    failures += check_expected_txt();
+    failures += check_expected_txt(names, count);
 
     dtun_set_logger(NULL, NULL, DTUN_LOG_TRACE);
     if (leak[0] != '\0') {
@@ -354,6 +421,7 @@ int main(void)
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;
     }
-    test_note("all %zu scenarios behaved as expected", count);
+    test_note("all %zu scenarios behaved as expected, %zu of them through squid or tinyproxy",
+              ran, ran_real);
     return 0;
 }

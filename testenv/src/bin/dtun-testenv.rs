@@ -50,8 +50,10 @@ const PROXY_USER: &str = "agent";
 /// Basic auth password of the authenticating proxy (YAML- and URL-hostile on purpose).
 const PROXY_PASSWORD: &str = "s3cr:t@/%+pw";
 /// The wrong password of `proxy_auth_wrong.yaml` (and of the squid and tinyproxy ones: it is
-/// also valid in tinyproxy's configuration syntax).
-const WRONG_PASSWORD: &str = "wrong-password";
+/// also valid in tinyproxy's configuration syntax). The secret scanners of the tests flag any
+/// run of 8 of a password's characters, so no such run may be a word the library rightly
+/// prints: "wrong-password" held "password", as in the hint's `http_proxy.proxy_password`.
+const WRONG_PASSWORD: &str = "wr0ng-pw.7x";
 /// Basic auth user of squid's auth ports.
 const SQUID_USER: &str = "agent";
 /// Basic auth password of squid's auth ports: `: @ / % +`, all through `basic_ncsa_auth`.
