@@ -92,19 +92,17 @@ impl Connection {
         let plan = config.plan();
         let started = Instant::now();
         let mut progress = Progress::new();
-        let result = match runtime::get() {
-            Ok(rt) => rt.block_on(async {
-                let open = tunnel::establish(&plan, &mut progress);
-                match wait {
-                    Wait::Forever => open.await,
-                    Wait::For(limit) => match tokio::time::timeout(limit, open).await {
-                        Ok(done) => done,
-                        Err(_) => Err(Error::new(Stage::Internal, ErrorKind::Deadline, "")),
-                    },
-                }
-            }),
-            Err(e) => Err(e),
-        };
+        let result = runtime::block_on(async {
+            let open = tunnel::establish(&plan, &mut progress);
+            match wait {
+                Wait::Forever => open.await,
+                Wait::For(limit) => match tokio::time::timeout(limit, open).await {
+                    Ok(done) => done,
+                    Err(_) => Err(Error::new(Stage::Internal, ErrorKind::Deadline, "")),
+                },
+            }
+        })
+        .and_then(|done| done);
         progress.finish();
         let total = started.elapsed();
         let route = plan.route();
@@ -163,15 +161,11 @@ impl Connection {
     /// Bytes accepted are queued for the wire; an empty `buf` only pushes out what is queued,
     /// and so does the next [`Connection::recv`] while no send is in progress.
     pub fn send(&self, buf: &[u8], wait: Wait) -> (usize, Result<Transfer>) {
-        let rt = match runtime::get() {
-            Ok(rt) => rt,
-            Err(e) => return (0, Err(e)),
-        };
         if let Some(e) = self.broken.get() {
             return (0, Err(e.clone()));
         }
         let mut sent = 0usize;
-        let outcome = rt.block_on(async {
+        let outcome = runtime::block_on(async {
             let work = async {
                 let mut writer = self.writer.lock().await;
                 write_all_counted(&mut writer, buf, &mut sent).await
@@ -181,6 +175,10 @@ impl Connection {
                 Wait::For(limit) => tokio::time::timeout(limit, work).await.ok(),
             }
         });
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => return (sent, Err(e)),
+        };
         crate::dtun_log!(
             DTUN_LOG_TRACE,
             "send: {sent} of {} bytes accepted",
@@ -201,10 +199,6 @@ impl Connection {
         if buf.is_empty() {
             return (0, Ok(Transfer::Complete));
         }
-        let rt = match runtime::get() {
-            Ok(rt) => rt,
-            Err(e) => return (0, Err(e)),
-        };
         if let Some(e) = self.broken.get() {
             return (0, Err(e.clone()));
         }
@@ -215,13 +209,18 @@ impl Connection {
         } else {
             None
         };
-        let outcome = rt.block_on(async {
-            let work = read_while_flushing(&mut reader, buf, flush, &self.unflushed);
+        let reading: &mut ReadHalf<BoxStream> = &mut reader;
+        let outcome = runtime::block_on(async {
+            let work = read_while_flushing(reading, buf, flush, &self.unflushed);
             match wait {
                 Wait::Forever => Some(work.await),
                 Wait::For(limit) => tokio::time::timeout(limit, work).await.ok(),
             }
         });
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) => return (0, Err(e)),
+        };
         match outcome {
             None => (0, Ok(Transfer::TimedOut)),
             Some(Ok(0)) => {
@@ -254,11 +253,10 @@ impl Drop for Connection {
         if tokio::runtime::Handle::try_current().is_ok() {
             return;
         }
-        if let Ok(rt) = runtime::get() {
-            let writer = self.writer.get_mut();
-            let _ =
-                rt.block_on(async { tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await });
-        }
+        let writer = self.writer.get_mut();
+        let _ = runtime::block_on(async {
+            let _ = tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await;
+        });
         crate::dtun_log!(DTUN_LOG_DEBUG, "tunnel closed ({})", self.route());
     }
 }

@@ -14,6 +14,7 @@ mod net;
 pub mod plan;
 pub mod proxy;
 pub mod report;
+mod process;
 mod runtime;
 pub mod tls;
 pub mod tunnel;

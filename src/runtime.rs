@@ -1,4 +1,5 @@
-//! The one process-wide tokio runtime, created on first use.
+//! The process's tokio runtime, created on first use (and again in a forked child), and the
+//! one way into it: [`block_on`].
 //!
 //! A current-thread runtime: the library starts no I/O thread. Each blocking call (open,
 //! send, recv, close) drives the sockets from the caller's own thread through `block_on`,
@@ -6,27 +7,104 @@
 //! two threads use the library at once (one sending, one receiving), one of them drives the
 //! I/O for both and wakes the other when its socket is ready. The only threads the library
 //! may start are at most two for name resolution (`getaddrinfo` blocks, and one stuck lookup
-//! must not hold up every other open), which exit after a few idle seconds.
+//! must not hold up every other open), which exit after a few idle seconds, and, only while
+//! a thread's own storage is being torn down, the thread that does that thread's call.
+//!
+//! After `fork()` the child gets a runtime of its own; the parent's is left untouched (and
+//! leaked) there: dropping it would deregister the parent's sockets from the epoll instance
+//! both processes share.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use once_cell::sync::OnceCell;
 use tokio::runtime::Runtime;
 
 use crate::error::{Error, Result};
+use crate::log;
+use crate::process;
 
-static RUNTIME: OnceCell<Runtime> = OnceCell::new();
+struct Slot {
+    generation: u64,
+    runtime: Runtime,
+}
 
-/// The runtime, created on first call.
-pub fn get() -> Result<&'static Runtime> {
-    RUNTIME.get_or_try_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .max_blocking_threads(2)
-            .thread_keep_alive(Duration::from_secs(5))
-            .thread_name("dtun-resolve")
-            .enable_io()
-            .enable_time()
-            .build()
-            .map_err(|e| Error::internal(format!("cannot start the I/O runtime: {e}")))
-    })
+static CURRENT: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
+static CREATING: Mutex<()> = Mutex::new(());
+
+/// This process's runtime, created on first call (and on the first call in a forked child).
+fn get() -> Result<&'static Runtime> {
+    let generation = process::generation();
+    if let Some(slot) = current(generation) {
+        return Ok(slot);
+    }
+    let _one_at_a_time = CREATING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(slot) = current(generation) {
+        return Ok(slot);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(2)
+        .thread_keep_alive(Duration::from_secs(5))
+        .thread_name("dtun-resolve")
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the I/O runtime: {e}")))?;
+    // Leaked on purpose: a runtime is never dropped (see the module docs).
+    let slot: &'static Slot = Box::leak(Box::new(Slot {
+        generation,
+        runtime,
+    }));
+    CURRENT.store(slot as *const Slot as *mut Slot, Ordering::Release);
+    Ok(&slot.runtime)
+}
+
+fn current(generation: u64) -> Option<&'static Runtime> {
+    // SAFETY: CURRENT only ever holds NULL or a leaked, never freed Slot.
+    let slot = unsafe { CURRENT.load(Ordering::Acquire).as_ref() }?;
+    (slot.generation == generation).then_some(&slot.runtime)
+}
+
+/// Runs a future to completion on the runtime, from the calling thread.
+///
+/// Log records made meanwhile are held back and delivered after the runtime is left (see
+/// [`log::Deferred`]), so a slow logger never stalls the I/O of other threads. When the
+/// calling thread's storage is already torn down (a call from a `thread_local` destructor,
+/// or from an `atexit` handler after the main thread's), the runtime cannot be entered
+/// from it: the future then runs on a short-lived thread of its own, joined before return.
+pub fn block_on<F>(future: F) -> Result<F::Output>
+where
+    F: Future + Send,
+    F::Output: Send + 'static,
+{
+    let runtime = get()?;
+    if !thread_storage_torn_down() {
+        let _deferred = log::Deferred::begin();
+        return Ok(runtime.block_on(future));
+    }
+    let boxed: Pin<Box<dyn Future<Output = F::Output> + Send + '_>> = Box::pin(future);
+    // SAFETY: the thread is joined before this function returns, so every borrow the future
+    // holds outlives its use there; nothing of it escapes the thread but the output.
+    let boxed: Pin<Box<dyn Future<Output = F::Output> + Send + 'static>> =
+        unsafe { std::mem::transmute(boxed) };
+    let worker = std::thread::Builder::new()
+        .name("dtun-exit".into())
+        .spawn(move || {
+            let _deferred = log::Deferred::begin();
+            runtime.block_on(boxed)
+        })
+        .map_err(|e| {
+            Error::internal(format!("cannot start a thread for a call during exit: {e}"))
+        })?;
+    worker
+        .join()
+        .map_err(|_| Error::internal("a call made during thread exit panicked"))
+}
+
+/// Whether this thread's thread-local storage is being (or has been) destroyed, so tokio's
+/// own per-thread state is gone.
+fn thread_storage_torn_down() -> bool {
+    matches!(tokio::runtime::Handle::try_current(), Err(e) if e.is_thread_local_destroyed())
 }

@@ -1,10 +1,17 @@
 //! The opaque handles of the C API and the one place where raw pointers become references.
+//!
+//! C sees `dtun_config`, `dtun_conn` and `dtun_report` as incomplete types. Behind each
+//! pointer is a [`Tagged`] value: `#[repr(C)]` with the tag as its first field, so checking a
+//! pointer reads only its first eight bytes, which every handle has; a handle of another type
+//! is refused without reading past its allocation. The process generation recorded beside the
+//! tag refuses a handle made before a `fork()` (see `process`).
 
 use std::ffi::CString;
 
 use crate::config::TunnelConfig;
 use crate::conn::Connection;
 use crate::error::Error;
+use crate::process;
 use crate::report::Report;
 
 use super::boundary::{FREED, LIVE_CONFIG, LIVE_CONN, LIVE_REPORT};
@@ -13,15 +20,13 @@ use super::boundary::{FREED, LIVE_CONFIG, LIVE_CONN, LIVE_REPORT};
 /// `dtun_config_from_yaml`, free with `dtun_config_free`.
 #[allow(non_camel_case_types)]
 pub struct dtun_config {
-    tag: u64,
-    pub(crate) inner: TunnelConfig,
+    _opaque: [u8; 0],
 }
 
 /// An open tunnel (`dtun_conn`): create with `dtun_open`, free with `dtun_close`.
 #[allow(non_camel_case_types)]
 pub struct dtun_conn {
-    tag: u64,
-    pub(crate) inner: Connection,
+    _opaque: [u8; 0],
 }
 
 /// The report of an open attempt (`dtun_report`): get one with `dtun_conn_report` or
@@ -29,12 +34,28 @@ pub struct dtun_conn {
 /// with `dtun_report_free`.
 #[allow(non_camel_case_types)]
 pub struct dtun_report {
-    tag: u64,
+    _opaque: [u8; 0],
+}
+
+/// A report as C reads it: every value and the text, NUL-terminated once.
+pub(crate) struct ReportView {
     values: Vec<(String, CString)>,
     text: CString,
 }
 
-impl dtun_report {
+impl ReportView {
+    fn new(report: Report) -> ReportView {
+        let c = |text: &str| CString::new(text.replace('\0', "?")).unwrap_or_default();
+        ReportView {
+            values: report
+                .entries()
+                .iter()
+                .map(|(k, v)| (k.clone(), c(v)))
+                .collect(),
+            text: c(&report.text()),
+        }
+    }
+
     /// The value of a key as a C string, if the report has it.
     pub(crate) fn value(&self, key: &str) -> Option<&CString> {
         self.values.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
@@ -46,60 +67,113 @@ impl dtun_report {
     }
 }
 
-/// A Rust value behind an opaque C handle, tagged so that a wrong or freed pointer is
-/// rejected as `DTUN_ERR_INVALID_ARGUMENT` rather than used (in most cases: a pointer to
-/// memory that was freed and reused cannot always be told apart).
+/// What a handle pointer points to.
+#[repr(C)]
+pub(crate) struct Tagged<T> {
+    /// First, so that it is the only thing read from a pointer not yet known to be ours.
+    tag: u64,
+    generation: u64,
+    value: T,
+}
+
+/// An opaque C handle type and the Rust value behind it. Wrong, freed and other-process
+/// pointers are rejected as `DTUN_ERR_INVALID_ARGUMENT` rather than used (a freed pointer
+/// whose memory was reused cannot always be told apart).
 pub(crate) trait Handle: Sized {
     type Inner;
     const TAG: u64;
     const NAME: &'static str;
-    fn wrap(inner: Self::Inner) -> Self;
-    fn tag(&self) -> u64;
-    fn set_tag(&mut self, tag: u64);
+    /// Whether freeing a handle inherited from the parent must leak it instead: it owns
+    /// sockets registered in the epoll instance parent and child share.
+    const LEAK_IN_CHILD: bool;
 
     /// Moves a value to the heap and hands out the pointer; the caller owns it.
     fn into_raw(inner: Self::Inner) -> *mut Self {
-        Box::into_raw(Box::new(Self::wrap(inner)))
+        let tagged = Tagged {
+            tag: Self::TAG,
+            generation: process::generation(),
+            value: inner,
+        };
+        Box::into_raw(Box::new(tagged)).cast()
     }
 
-    /// Borrows the handle.
+    /// Checks the pointer: NULL, wrong or freed, or made in another process.
     ///
     /// # Safety
-    /// `p` is NULL or a pointer from `into_raw` not yet passed to `free`.
-    unsafe fn get<'a>(p: *const Self) -> Result<&'a Self, Error> {
-        let handle = unsafe { p.as_ref() }
-            .ok_or_else(|| Error::invalid_argument(format!("{} is NULL", Self::NAME)))?;
-        if handle.tag() != Self::TAG {
+    /// `p` is NULL or points to at least eight readable bytes.
+    unsafe fn check(p: *const Self) -> Result<*mut Tagged<Self::Inner>, Error> {
+        if p.is_null() {
+            return Err(Error::invalid_argument(format!("{} is NULL", Self::NAME)));
+        }
+        // Unaligned: C may pass any pointer, and this read must not be UB for it.
+        let tag = unsafe { p.cast::<u64>().read_unaligned() };
+        if tag != Self::TAG || p.align_offset(std::mem::align_of::<Tagged<Self::Inner>>()) != 0 {
             return Err(Error::invalid_argument(format!(
-                "{} is not a live {} (freed, or a pointer of another type)",
-                Self::NAME,
+                "{name} is not a live {name} (freed, or a pointer of another type)",
+                name = Self::NAME
+            )));
+        }
+        let tagged = p.cast::<Tagged<Self::Inner>>().cast_mut();
+        if unsafe { (*tagged).generation } != process::generation() {
+            return Err(Error::invalid_argument(format!(
+                "{} was made in the parent process before fork(): it cannot be used in this \
+                 child (make a new one here; freeing it here releases nothing of the parent's)",
                 Self::NAME
             )));
         }
-        Ok(handle)
+        Ok(tagged)
     }
 
-    /// Borrows the handle mutably.
+    /// Borrows the value behind the handle.
+    ///
+    /// # Safety
+    /// `p` is NULL or a pointer from `into_raw` not yet passed to `free`, or any pointer to
+    /// eight readable bytes (which is then refused unless it carries the tag).
+    unsafe fn get<'a>(p: *const Self) -> Result<&'a Self::Inner, Error> {
+        let tagged = unsafe { Self::check(p) }?;
+        Ok(unsafe { &(*tagged).value })
+    }
+
+    /// Borrows the value mutably.
     ///
     /// # Safety
     /// As [`Handle::get`], and no other reference to it is in use.
-    unsafe fn get_mut<'a>(p: *mut Self) -> Result<&'a mut Self, Error> {
-        unsafe { Self::get(p) }?;
-        Ok(unsafe { &mut *p })
+    unsafe fn get_mut<'a>(p: *mut Self) -> Result<&'a mut Self::Inner, Error> {
+        let tagged = unsafe { Self::check(p) }?;
+        Ok(unsafe { &mut (*tagged).value })
     }
 
-    /// Takes the value back and frees the handle; NULL and wrong pointers are ignored.
+    /// Frees the handle and drops its value; NULL and wrong pointers are ignored. A handle
+    /// made before a fork is marked freed and, if it owns sockets, leaked.
     ///
     /// # Safety
     /// As [`Handle::get`]; the pointer is dangling afterwards.
     unsafe fn free(p: *mut Self) {
-        if unsafe { Self::get(p) }.is_err() {
-            return;
-        }
-        let mut boxed = unsafe { Box::from_raw(p) };
-        boxed.set_tag(FREED);
+        let tagged = match unsafe { Self::check(p) } {
+            Ok(tagged) => tagged,
+            Err(_) if Self::LEAK_IN_CHILD && unsafe { Self::from_parent(p) } => {
+                unsafe { (*p.cast::<Tagged<Self::Inner>>()).tag = FREED };
+                return;
+            }
+            Err(_) if unsafe { Self::from_parent(p) } => p.cast(),
+            Err(_) => return,
+        };
+        let mut boxed = unsafe { Box::from_raw(tagged) };
+        boxed.tag = FREED;
         drop(boxed);
         // The allocator may reuse the memory, so this catches most double frees, not all.
+    }
+
+    /// Whether `p` is a live handle of this type made in another (parent) process.
+    ///
+    /// # Safety
+    /// As [`Handle::get`].
+    unsafe fn from_parent(p: *const Self) -> bool {
+        if p.is_null() || p.align_offset(std::mem::align_of::<Tagged<Self::Inner>>()) != 0 {
+            return false;
+        }
+        let tagged = p.cast::<Tagged<Self::Inner>>();
+        unsafe { (*tagged).tag == Self::TAG && (*tagged).generation != process::generation() }
     }
 }
 
@@ -107,58 +181,24 @@ impl Handle for dtun_config {
     type Inner = TunnelConfig;
     const TAG: u64 = LIVE_CONFIG;
     const NAME: &'static str = "dtun_config";
-    fn wrap(inner: TunnelConfig) -> Self {
-        dtun_config {
-            tag: LIVE_CONFIG,
-            inner,
-        }
-    }
-    fn tag(&self) -> u64 {
-        self.tag
-    }
-    fn set_tag(&mut self, tag: u64) {
-        self.tag = tag;
-    }
+    const LEAK_IN_CHILD: bool = false;
 }
 
 impl Handle for dtun_conn {
     type Inner = Connection;
     const TAG: u64 = LIVE_CONN;
     const NAME: &'static str = "dtun_conn";
-    fn wrap(inner: Connection) -> Self {
-        dtun_conn {
-            tag: LIVE_CONN,
-            inner,
-        }
-    }
-    fn tag(&self) -> u64 {
-        self.tag
-    }
-    fn set_tag(&mut self, tag: u64) {
-        self.tag = tag;
-    }
+    const LEAK_IN_CHILD: bool = true;
 }
 
 impl Handle for dtun_report {
-    type Inner = Report;
+    type Inner = ReportView;
     const TAG: u64 = LIVE_REPORT;
     const NAME: &'static str = "dtun_report";
-    fn wrap(report: Report) -> Self {
-        let c = |text: &str| CString::new(text.replace('\0', "?")).unwrap_or_default();
-        dtun_report {
-            tag: LIVE_REPORT,
-            values: report
-                .entries()
-                .iter()
-                .map(|(k, v)| (k.clone(), c(v)))
-                .collect(),
-            text: c(&report.text()),
-        }
-    }
-    fn tag(&self) -> u64 {
-        self.tag
-    }
-    fn set_tag(&mut self, tag: u64) {
-        self.tag = tag;
-    }
+    const LEAK_IN_CHILD: bool = false;
+}
+
+/// Makes a report handle.
+pub(crate) fn report_into_raw(report: Report) -> *mut dtun_report {
+    dtun_report::into_raw(ReportView::new(report))
 }

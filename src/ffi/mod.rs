@@ -131,12 +131,7 @@ pub unsafe extern "C" fn dtun_config_from_yaml(
 ) -> Status {
     guard(|| {
         non_null(out, "out")?;
-        let bytes = if len == 0 {
-            &[][..]
-        } else {
-            non_null(yaml, "yaml")?;
-            unsafe { std::slice::from_raw_parts(yaml.cast::<u8>(), len) }
-        };
+        let bytes = unsafe { boundary::bytes(yaml.cast(), len, "yaml") }?;
         let text = std::str::from_utf8(bytes)
             .map_err(|_| Error::config("dragent.yaml text is not UTF-8"))?;
         let cfg = TunnelConfig::from_yaml(text)?;
@@ -169,7 +164,7 @@ pub unsafe extern "C" fn dtun_config_set(
         let value = unsafe { CStr::from_ptr(value) }
             .to_str()
             .map_err(|_| Error::config(format!("{key}: the value is not UTF-8")))?;
-        cfg.inner.set(key, value)?;
+        cfg.set(key, value)?;
         Ok(Status::DTUN_OK)
     })
 }
@@ -199,7 +194,7 @@ pub unsafe extern "C" fn dtun_open(
         non_null(out, "out")?;
         let cfg = unsafe { dtun_config::get(cfg) }?;
         let wait = Wait::from_millis(timeout_ms)?;
-        let (result, report) = Connection::open_with_report(&cfg.inner, wait);
+        let (result, report) = Connection::open_with_report(cfg, wait);
         boundary::set_last_open(Some(report));
         let conn = result?;
         unsafe { *out = dtun_conn::into_raw(conn) };
@@ -229,14 +224,9 @@ pub unsafe extern "C" fn dtun_send(
     guard(|| {
         non_null(sent, "sent")?;
         let conn = unsafe { dtun_conn::get(c) }?;
-        let data = if len == 0 {
-            &[][..]
-        } else {
-            non_null(buf, "buf")?;
-            unsafe { std::slice::from_raw_parts(buf, len) }
-        };
+        let data = unsafe { boundary::bytes(buf, len, "buf") }?;
         let wait = Wait::from_millis(timeout_ms)?;
-        let (accepted, result) = conn.inner.send(data, wait);
+        let (accepted, result) = conn.send(data, wait);
         unsafe { *sent = accepted };
         transfer_status(result)
     })
@@ -260,13 +250,8 @@ pub unsafe extern "C" fn dtun_recv(
         non_null(received, "received")?;
         let conn = unsafe { dtun_conn::get(c) }?;
         let wait = Wait::from_millis(timeout_ms)?;
-        let data = if cap == 0 {
-            &mut [][..]
-        } else {
-            non_null(buf, "buf")?;
-            unsafe { std::slice::from_raw_parts_mut(buf, cap) }
-        };
-        let (n, result) = conn.inner.recv(data, wait);
+        let data = unsafe { boundary::bytes_mut(buf, cap, "buf") }?;
+        let (n, result) = conn.recv(data, wait);
         unsafe { *received = n };
         transfer_status(result)
     })
@@ -291,7 +276,7 @@ pub unsafe extern "C" fn dtun_conn_report(
     guard(|| {
         non_null(out, "out")?;
         let conn = unsafe { dtun_conn::get(c) }?;
-        unsafe { *out = dtun_report::into_raw(conn.inner.report().clone()) };
+        unsafe { *out = handles::report_into_raw(conn.report().clone()) };
         Ok(Status::DTUN_OK)
     })
 }
@@ -307,7 +292,7 @@ pub unsafe extern "C" fn dtun_last_open_report(out: *mut *mut dtun_report) -> St
         non_null(out, "out")?;
         let report = boundary::last_open()
             .ok_or_else(|| Error::invalid_argument("this thread has not called dtun_open yet"))?;
-        unsafe { *out = dtun_report::into_raw(report) };
+        unsafe { *out = handles::report_into_raw(report) };
         Ok(Status::DTUN_OK)
     })
 }
@@ -423,6 +408,117 @@ fn transfer_status(result: crate::Result<Transfer>) -> Result<Status, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn last_error() -> String {
+        unsafe { CStr::from_ptr(dtun_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_inside_becomes_internal_with_words_and_void_calls_swallow_it() {
+        let mut out: *mut dtun_config = std::ptr::null_mut();
+        boundary::injected::panic_in_next_call();
+        let st = unsafe { dtun_config_new(&mut out) };
+        assert_eq!(st, Status::DTUN_ERR_INTERNAL);
+        assert!(
+            out.is_null(),
+            "an output was written by a call that panicked"
+        );
+        let words = last_error();
+        assert!(
+            words.contains("internal error") && words.contains("injected"),
+            "{words}"
+        );
+        // A void function: the panic must not unwind into this (extern "C") caller, which
+        // would abort the test process.
+        boundary::injected::panic_in_next_call();
+        unsafe { dtun_config_free(std::ptr::null_mut()) };
+        assert_eq!(last_error(), "");
+        boundary::injected::panic_in_next_call();
+        dtun_set_logger(None, std::ptr::null_mut(), LogLevelArg(0));
+        // The hook fires once: the next call works.
+        assert_eq!(unsafe { dtun_config_new(&mut out) }, Status::DTUN_OK);
+        unsafe { dtun_config_free(out) };
+    }
+
+    #[test]
+    fn a_handle_of_another_type_is_refused_by_its_tag_alone() {
+        let mut cfg: *mut dtun_config = std::ptr::null_mut();
+        assert_eq!(unsafe { dtun_config_new(&mut cfg) }, Status::DTUN_OK);
+        let mut report: *mut dtun_report = std::ptr::null_mut();
+        let st = unsafe { dtun_conn_report(cfg.cast(), &mut report) };
+        assert_eq!(st, Status::DTUN_ERR_INVALID_ARGUMENT);
+        assert!(
+            last_error().contains("not a live dtun_conn"),
+            "{}",
+            last_error()
+        );
+        assert!(report.is_null());
+        // Eight bytes that are no tag: read as such, never further.
+        let fake = [0u64; 1];
+        let p = fake.as_ptr() as *mut dtun_conn;
+        let mut sent = 7usize;
+        let st = unsafe { dtun_send(p, [1u8].as_ptr(), 1, &mut sent, 0) };
+        assert_eq!(st, Status::DTUN_ERR_INVALID_ARGUMENT);
+        assert_eq!(sent, 7, "an output was written for a refused handle");
+        unsafe { dtun_close(p) };
+        assert_eq!(fake, [0]);
+        unsafe { dtun_config_free(cfg) };
+    }
+
+    #[test]
+    fn lengths_above_ptrdiff_max_are_refused_before_any_slice() {
+        let mut out: *mut dtun_config = std::ptr::null_mut();
+        let yaml = c"ssl: true";
+        let huge = isize::MAX as usize + 1;
+        let st = unsafe { dtun_config_from_yaml(yaml.as_ptr(), huge, &mut out) };
+        assert_eq!(st, Status::DTUN_ERR_INVALID_ARGUMENT);
+        assert!(last_error().contains("PTRDIFF_MAX"), "{}", last_error());
+        assert!(out.is_null());
+        let st = unsafe { boundary::bytes([0u8].as_ptr(), usize::MAX, "buf") };
+        assert!(st.is_err());
+        let mut one = [0u8];
+        let st = unsafe { boundary::bytes_mut(one.as_mut_ptr(), huge, "buf") };
+        assert!(st.is_err());
+    }
+
+    #[test]
+    fn after_fork_a_parents_handles_are_refused_and_new_ones_work() {
+        let mut cfg: *mut dtun_config = std::ptr::null_mut();
+        assert_eq!(unsafe { dtun_config_new(&mut cfg) }, Status::DTUN_OK);
+        // SAFETY: the child only makes library calls of this thread and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let mut code = 0;
+            let st = unsafe { dtun_config_set(cfg, c"collector_port".as_ptr(), c"1".as_ptr()) };
+            if st != Status::DTUN_ERR_INVALID_ARGUMENT || !last_error().contains("fork") {
+                code |= 1;
+            }
+            unsafe { dtun_config_free(cfg) };
+            let mut mine: *mut dtun_config = std::ptr::null_mut();
+            if unsafe { dtun_config_new(&mut mine) } != Status::DTUN_OK {
+                code |= 2;
+            }
+            let st = unsafe { dtun_config_set(mine, c"collector_port".as_ptr(), c"1".as_ptr()) };
+            if st != Status::DTUN_OK {
+                code |= 4;
+            }
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status), "child did not exit: {status}");
+        assert_eq!(libc::WEXITSTATUS(status), 0, "child's failures (bit mask)");
+        let st = unsafe { dtun_config_set(cfg, c"collector_port".as_ptr(), c"2".as_ptr()) };
+        assert_eq!(
+            st,
+            Status::DTUN_OK,
+            "the parent's handle must still work in the parent"
+        );
+        unsafe { dtun_config_free(cfg) };
+    }
 
     #[test]
     fn version_macros_match_cargo_toml() {
