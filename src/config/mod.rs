@@ -8,11 +8,14 @@ mod ca;
 mod host;
 mod scalar;
 mod secret;
+mod snapshot;
 mod yaml;
 
 pub use ca::CaFile;
 pub use host::Host;
 pub use secret::Secret;
+#[doc(hidden)]
+pub use snapshot::{CaSnapshot, HopSnapshot, PlanId, ProxySnapshot, Snapshot};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -199,6 +202,9 @@ impl Settings {
 }
 
 /// A validated configuration and the plan for opening tunnels with it (`dtun_config`).
+///
+/// A clone shares the plan (TLS configs and their session caches) with the original.
+#[derive(Clone)]
 pub struct TunnelConfig {
     settings: Settings,
     plan: Arc<Plan>,
@@ -241,15 +247,15 @@ impl TunnelConfig {
 
     /// Reads and parses a dragent.yaml file.
     pub fn from_file(path: &Path) -> Result<TunnelConfig> {
-        let bytes = std::fs::read(path).map_err(|e| {
+        let bytes = read_wiping(std::fs::File::open(path)).map_err(|e| {
             Error::config(format!("cannot read config file {}: {e}", path.display()))
         })?;
-        let mut text = String::from_utf8(bytes).map_err(|_| {
+        // The file holds the password: a file that is not UTF-8 is wiped before the error.
+        let mut text = utf8_or_wiped(bytes).map_err(|_wiped| {
             Error::config(format!("config file {} is not UTF-8 text", path.display()))
         })?;
         let result = TunnelConfig::from_yaml(&text)
             .map_err(|e| Error::config(format!("{}: {}", path.display(), e.message())));
-        // The file holds the password.
         secret::wipe_string(&mut text);
         result
     }
@@ -285,6 +291,13 @@ impl TunnelConfig {
         Arc::clone(&self.plan)
     }
 
+    /// Everything the config holds, secrets included, as one comparable value (for tests and
+    /// fuzzing; its `Debug` redacts the secrets).
+    #[doc(hidden)]
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::of(self)
+    }
+
     fn from_settings(settings: Settings) -> Result<TunnelConfig> {
         let plan = Arc::new(Plan::build(&settings)?);
         Ok(TunnelConfig { settings, plan })
@@ -307,6 +320,51 @@ fn without_secret(e: Error, password: &Secret) -> Error {
         Ok(p) if p.chars().count() >= 4 => e.map_message(|m| m.replace(p, "<password hidden>")),
         _ => e,
     }
+}
+
+/// Reads a whole file (opened, or the error of opening it) into memory that holds the only
+/// copy of its bytes: the buffer grows by hand, each outgrown buffer is wiped, and so is what
+/// was read before an error.
+fn read_wiping(file: std::io::Result<std::fs::File>) -> std::io::Result<Vec<u8>> {
+    let mut file = file?;
+    let size = file.metadata().map_or(0, |m| m.len());
+    read_all_wiping(&mut file, usize::try_from(size).unwrap_or(usize::MAX))
+}
+
+/// Reads to the end, starting with room for `size` bytes and one more (so the read that sees
+/// the end needs no growth).
+fn read_all_wiping(reader: &mut impl std::io::Read, size: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; size.min(1 << 20) + 1];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            let mut bigger = vec![0u8; buf.len() * 2];
+            bigger[..len].copy_from_slice(&buf[..len]);
+            secret::wipe(&mut buf);
+            buf = bigger;
+        }
+        match reader.read(&mut buf[len..]) {
+            Ok(0) => {
+                buf.truncate(len);
+                return Ok(buf);
+            }
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                secret::wipe(&mut buf);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// The bytes as text, or, when they are not UTF-8, the same buffer wiped.
+fn utf8_or_wiped(bytes: Vec<u8>) -> std::result::Result<String, Vec<u8>> {
+    String::from_utf8(bytes).map_err(|e| {
+        let mut bytes = e.into_bytes();
+        secret::wipe(&mut bytes);
+        bytes
+    })
 }
 
 fn resolve(root: &Path, path: &Path) -> PathBuf {

@@ -56,6 +56,40 @@ pub(crate) fn wipe(bytes: &mut [u8]) {
         unsafe { std::ptr::write_volatile(b, 0) };
     }
     std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    #[cfg(test)]
+    observed::record(bytes);
+}
+
+/// For tests: which byte ranges this thread wiped, to check that a buffer that held the
+/// password was among them.
+#[cfg(test)]
+pub(crate) mod observed {
+    use std::cell::RefCell;
+    use std::ops::Range;
+
+    thread_local! {
+        static WIPED: RefCell<Option<Vec<Range<usize>>>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `f` and returns what it returned and the address ranges it wiped (each checked
+    /// to be all zeros when its wipe finished).
+    pub(crate) fn wipes_of<T>(f: impl FnOnce() -> T) -> (T, Vec<Range<usize>>) {
+        WIPED.with(|w| *w.borrow_mut() = Some(Vec::new()));
+        let out = f();
+        let wiped = WIPED.with(|w| w.borrow_mut().take()).unwrap_or_default();
+        (out, wiped)
+    }
+
+    pub(super) fn record(bytes: &[u8]) {
+        assert!(bytes.iter().all(|&b| b == 0), "a wipe left bytes behind");
+        let start = bytes.as_ptr() as usize;
+        // `try_with`: a secret may be dropped while the thread's locals are torn down.
+        let _ = WIPED.try_with(|w| {
+            if let Some(log) = w.borrow_mut().as_mut() {
+                log.push(start..start + bytes.len());
+            }
+        });
+    }
 }
 
 #[cfg(test)]

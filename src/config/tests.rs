@@ -136,21 +136,8 @@ fn request(cfg: &TunnelConfig) -> String {
 }
 
 /// Everything a config holds, secrets included, to tell whether a failed `set` changed it.
-fn snapshot(cfg: &TunnelConfig) -> String {
-    let s = cfg.settings();
-    let plan = cfg.plan();
-    format!(
-        "{s:?} password={:?} request={:?} collector_tls={:?} proxy_tls={:?}",
-        s.proxy.password.expose(),
-        plan.proxy.as_ref().map(|p| p.request.expose().to_vec()),
-        plan.collector_tls
-            .as_ref()
-            .map(|t| (t.name.clone(), t.verify)),
-        plan.proxy
-            .as_ref()
-            .and_then(|p| p.tls.as_ref())
-            .map(|t| (t.name.clone(), t.verify)),
-    )
+fn snapshot(cfg: &TunnelConfig) -> Snapshot {
+    cfg.snapshot()
 }
 
 fn dns(name: &str) -> ServerName<'static> {
@@ -1175,6 +1162,131 @@ fn config_file_errors_name_the_file() {
     assert_defaults(&TunnelConfig::from_file(&empty).unwrap());
 }
 
+/// A dragent.yaml that is not UTF-8 is wiped before the error returns: the buffer that
+/// held the file is the one zeroed.
+#[test]
+fn a_config_that_is_not_utf8_is_wiped() {
+    let bytes = b"http_proxy:\n  proxy_password: Zq9-secret-\xff-Zq9\n".to_vec();
+    let (len, at) = (bytes.len(), bytes.as_ptr());
+    let wiped = utf8_or_wiped(bytes).expect_err("not UTF-8");
+    assert_eq!((wiped.len(), wiped.as_ptr()), (len, at), "the same buffer");
+    assert!(wiped.iter().all(|&b| b == 0), "{wiped:?}");
+    // UTF-8 passes unchanged.
+    assert_eq!(
+        utf8_or_wiped(b"ssl: true\n".to_vec()).unwrap(),
+        "ssl: true\n"
+    );
+
+    // Through from_file: a wipe of the file's length happens before the error.
+    let dir = TempDir::new("not-utf8");
+    let path = dir.file(
+        "dragent.yaml",
+        b"http_proxy:\n  proxy_password: Zq9-\xfe\xff\n",
+    );
+    let size = std::fs::metadata(&path).unwrap().len() as usize;
+    let (result, wipes) = secret::observed::wipes_of(|| TunnelConfig::from_file(&path));
+    let err = result.unwrap_err();
+    assert!(err.message().contains("not UTF-8"), "{err:?}");
+    assert!(
+        wipes.iter().any(|r| r.len() == size),
+        "no wipe of {size} bytes: {wipes:?}"
+    );
+}
+
+/// A reader that hands out `data` in pieces of `piece` bytes, then fails; it notes where in
+/// memory each piece went.
+struct Dribble {
+    data: Vec<u8>,
+    piece: usize,
+    fail_at_end: bool,
+    landed: Vec<std::ops::Range<usize>>,
+}
+
+impl std::io::Read for Dribble {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.data.is_empty() {
+            return if self.fail_at_end {
+                Err(std::io::Error::other("disk on fire"))
+            } else {
+                Ok(0)
+            };
+        }
+        let n = self.piece.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data.drain(..n);
+        let start = buf.as_ptr() as usize;
+        self.landed.push(start..start + n);
+        Ok(n)
+    }
+}
+
+/// Every buffer the file's bytes were read into is wiped: each one the read outgrew, and
+/// all of them when the read fails halfway.
+#[test]
+fn reading_a_config_file_leaves_no_unwiped_copy() {
+    let data: Vec<u8> = (0..5000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let covered = |landed: &[std::ops::Range<usize>], wipes: &[std::ops::Range<usize>]| {
+        landed
+            .iter()
+            .filter(|piece| {
+                !wipes
+                    .iter()
+                    .any(|w| w.start <= piece.start && piece.end <= w.end)
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // A size announced too small: the buffer grows several times.
+    let mut reader = Dribble {
+        data: data.clone(),
+        piece: 700,
+        fail_at_end: false,
+        landed: Vec::new(),
+    };
+    let (read, wipes) = secret::observed::wipes_of(|| read_all_wiping(&mut reader, 10));
+    let read = read.unwrap();
+    assert_eq!(read, data);
+    let final_buffer = read.as_ptr() as usize..read.as_ptr() as usize + read.len();
+    let outgrown: Vec<_> = reader
+        .landed
+        .iter()
+        .filter(|p| !(final_buffer.start <= p.start && p.end <= final_buffer.end))
+        .cloned()
+        .collect();
+    assert!(!outgrown.is_empty(), "the buffer never grew");
+    assert_eq!(
+        covered(&outgrown, &wipes),
+        vec![],
+        "outgrown buffers left unwiped"
+    );
+
+    // The announced size: one buffer, never grown, nothing wiped (it is returned).
+    let mut reader = Dribble {
+        data: data.clone(),
+        piece: 4096,
+        fail_at_end: false,
+        landed: Vec::new(),
+    };
+    let (read, wipes) = secret::observed::wipes_of(|| read_all_wiping(&mut reader, data.len()));
+    assert_eq!(read.unwrap(), data);
+    assert_eq!(wipes, vec![]);
+
+    // A read error after some bytes: everything read so far is wiped.
+    let mut reader = Dribble {
+        data: data.clone(),
+        piece: 900,
+        fail_at_end: true,
+        landed: Vec::new(),
+    };
+    let (read, wipes) = secret::observed::wipes_of(|| read_all_wiping(&mut reader, 100));
+    assert_eq!(read.unwrap_err().to_string(), "disk on fire");
+    assert_eq!(
+        covered(&reader.landed, &wipes),
+        vec![],
+        "read bytes left unwiped"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // CA files
 
@@ -1192,10 +1304,16 @@ fn ca_yaml(key: &str, path: &str) -> String {
 /// A CA file that must be rejected, for both keys, in a file and via `set`: the error names
 /// the key and the file.
 fn assert_ca_rejected(path: &Path, why: &str) {
+    assert_ca_rejected_saying(path, why, "");
+}
+
+/// [`assert_ca_rejected`], each error also saying `reason`.
+fn assert_ca_rejected_saying(path: &Path, why: &str, reason: &str) {
     let shown = path.display().to_string();
     for key in CA_KEYS {
         let msg = config_error(&ca_yaml(key, &shown), key);
         assert!(msg.contains(&shown), "{why}: file not named: {msg}");
+        assert!(msg.contains(reason), "{why}: {reason:?} not said: {msg}");
 
         let mut cfg = TunnelConfig::new().unwrap();
         let before = snapshot(&cfg);
@@ -1203,6 +1321,7 @@ fn assert_ca_rejected(path: &Path, why: &str) {
         assert_eq!(err.status(), Status::DTUN_ERR_CONFIG, "{why}");
         assert!(names_key(err.message(), key), "{why}: {err:?}");
         assert!(err.message().contains(&shown), "{why}: {err:?}");
+        assert!(err.message().contains(reason), "{why}: {err:?}");
         assert_eq!(snapshot(&cfg), before);
     }
 }
@@ -1256,14 +1375,125 @@ fn ca_file_unreadable() {
         use std::os::unix::fs::PermissionsExt;
         let locked = dir.file("locked.pem", CA_PEM.as_bytes());
         std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
-        if std::fs::read(&locked).is_ok() {
-            eprintln!(
-                "ca_file_unreadable: skipping the chmod 000 case: this process (root?) can read a mode 000 file"
-            );
-        } else {
-            assert_ca_rejected(&locked, "mode 000");
+        let denied = "Permission denied";
+        if std::fs::read(&locked).is_err() {
+            // An ordinary user: mode 000 is unreadable as it is.
+            assert_ca_rejected_saying(&locked, "mode 000", denied);
+            return;
         }
+        // Root (as in CI) reads any file: run the case on a thread that accesses files as
+        // `nobody`.
+        #[cfg(target_os = "linux")]
+        {
+            // The system trust store is read once per process: not as `nobody`.
+            TunnelConfig::new().unwrap();
+            let readable = dir.file("readable.pem", CA_PEM.as_bytes());
+            let ran = as_nobody_on_this_thread_only(|| {
+                if std::fs::read(&readable).is_err() {
+                    return Err(format!(
+                        "the test directory {} is not readable by nobody",
+                        dir.path().display()
+                    ));
+                }
+                let err = match std::fs::read(&locked) {
+                    Ok(_) => panic!("nobody read the mode 000 file {}", locked.display()),
+                    Err(e) => e,
+                };
+                assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+                assert_ca_rejected_saying(&locked, "mode 000, read as nobody", denied);
+                Ok(())
+            });
+            if let Err(why) = ran {
+                skip_or_fail("ca_file_unreadable: the mode 000 case", &why);
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        skip_or_fail(
+            "ca_file_unreadable: the mode 000 case",
+            "this process reads mode 000 files and cannot drop that right per thread here",
+        );
     }
+}
+
+/// A case that cannot run here: a failure under `DTUN_REQUIRE_REAL_PROXIES=1` (the suite's
+/// "every test really runs" flag), otherwise a skip said on stderr.
+fn skip_or_fail(what: &str, why: &str) {
+    let required = std::env::var("DTUN_REQUIRE_REAL_PROXIES").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "on" | "true" | "yes"
+        )
+    });
+    assert!(
+        !required,
+        "{what} cannot run ({why}), and DTUN_REQUIRE_REAL_PROXIES=1 forbids skipping it"
+    );
+    eprintln!("SKIPPED: {what}: {why}");
+}
+
+/// User and group `nobody`.
+#[cfg(target_os = "linux")]
+const NOBODY: libc::uid_t = 65534;
+
+/// Runs `f` on a new thread whose file accesses are checked as user and group `nobody`.
+///
+/// Linux keeps credentials per thread; the C library makes `setuid` and its kin apply to
+/// every thread, but not `setfsuid`/`setfsgid`, which change only the IDs that file
+/// permissions are checked against, of the calling thread. Leaving fsuid 0 also drops
+/// `CAP_DAC_OVERRIDE` and `CAP_DAC_READ_SEARCH` from that thread (capabilities(7)), so root's
+/// right to read any file is gone there, and only there: the other tests' threads keep
+/// theirs. `Err` when the IDs could not be changed (no `CAP_SETUID`, say).
+#[cfg(target_os = "linux")]
+fn as_nobody_on_this_thread_only(
+    f: impl FnOnce() -> std::result::Result<(), String> + Send,
+) -> std::result::Result<(), String> {
+    fn fs_ids_of(task: &str) -> (String, String) {
+        let status = std::fs::read_to_string(format!("{task}/status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|ids| ids.split_whitespace().nth(3))
+                .unwrap()
+                .to_owned()
+        };
+        (field("Uid:"), field("Gid:"))
+    }
+    let outer = fs_ids_of("/proc/thread-self");
+    let (dropped_tx, dropped_rx) = std::sync::mpsc::channel::<bool>();
+    let (checked_tx, checked_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(move || {
+            // SAFETY: plain system calls on this thread's own credentials. Group first,
+            // while the thread may still change it.
+            let (uid, gid) = unsafe {
+                libc::setfsgid(NOBODY);
+                libc::setfsuid(NOBODY);
+                // They report no error: an invalid ID (-1) changes nothing and returns the
+                // current one.
+                (
+                    libc::setfsuid(libc::uid_t::MAX) as libc::uid_t,
+                    libc::setfsgid(libc::gid_t::MAX) as libc::gid_t,
+                )
+            };
+            let dropped = uid == NOBODY && gid == NOBODY;
+            dropped_tx.send(dropped).unwrap();
+            checked_rx.recv().unwrap();
+            if !dropped {
+                return Err(format!(
+                    "setfsuid/setfsgid({NOBODY}) left fsuid {uid}, fsgid {gid} (no CAP_SETUID?)"
+                ));
+            }
+            let ids = fs_ids_of("/proc/thread-self");
+            assert_eq!(ids, (NOBODY.to_string(), NOBODY.to_string()));
+            f()
+        });
+        let dropped = dropped_rx.recv().unwrap();
+        // The change stayed on that thread: this one (and every other test's) is untouched.
+        assert_eq!(fs_ids_of("/proc/thread-self"), outer, "dropped {dropped}");
+        checked_tx.send(()).unwrap();
+        worker.join().unwrap()
+    })
 }
 
 #[test]
@@ -1385,22 +1615,39 @@ fn relative_ca_path_defaults_to_opt_draios() {
 // ---------------------------------------------------------------------------------------
 // set()
 
-/// A config with something set on every key, so that a failed `set` has something to undo.
+/// The password of the filled configs: long enough to be hidden from error messages.
+const FILLED_PASSWORD: &str = "Zq9-filled-pw";
+
+/// A config with every key set to something else than its default (but `ssl`, which
+/// `http_proxy.ssl: true` needs on: see [`filled_without_tls`]), so that a failed `set` has
+/// something to undo: proxy with user and password, a CA file on each side.
 fn busy_config(dir: &TempDir) -> TunnelConfig {
+    filled(dir, true)
+}
+
+/// [`busy_config`] with `ssl: false` (so `http_proxy.ssl` keeps its default, false): with
+/// it, every key has been seen with a value other than its default.
+fn filled_without_tls(dir: &TempDir) -> TunnelConfig {
+    filled(dir, false)
+}
+
+fn filled(dir: &TempDir, tls: bool) -> TunnelConfig {
     let ca = dir.file("ca.pem", CA_PEM.as_bytes());
     let proxy_ca = dir.file("proxy.pem", CA2_PEM.as_bytes());
+    let tls = if tls { "true" } else { "false" };
     let mut cfg = TunnelConfig::new().unwrap();
     for (key, value) in [
         ("root_dir", dir.path().display().to_string()),
         ("collector", "collector.example".into()),
         ("collector_port", "7443".into()),
+        ("ssl", tls.into()),
         ("ssl_verify_certificate", "false".into()),
         ("ca_certificate", ca.display().to_string()),
         ("http_proxy.proxy_host", "squid.example".into()),
         ("http_proxy.proxy_port", "3129".into()),
         ("http_proxy.proxy_user", "agent".into()),
-        ("http_proxy.proxy_password", "pw".into()),
-        ("http_proxy.ssl", "true".into()),
+        ("http_proxy.proxy_password", FILLED_PASSWORD.into()),
+        ("http_proxy.ssl", tls.into()),
         ("http_proxy.ssl_verify_certificate", "off".into()),
         ("http_proxy.ca_certificate", proxy_ca.display().to_string()),
     ] {
@@ -1408,6 +1655,91 @@ fn busy_config(dir: &TempDir) -> TunnelConfig {
             .unwrap_or_else(|e| panic!("set {key}: {e:?}"));
     }
     cfg
+}
+
+/// Each filled config holds what was set, and together they differ from the defaults on
+/// every key (so the "a failed set changes nothing" tests start from something).
+#[test]
+fn filled_configs_differ_from_the_defaults_on_every_key() {
+    let dir = TempDir::new("filled");
+    let defaults = TunnelConfig::new().unwrap();
+    let d = defaults.settings();
+    let with_tls = busy_config(&dir);
+    let without = filled_without_tls(&dir);
+    for cfg in [&with_tls, &without] {
+        let s = cfg.settings();
+        assert_ne!(s.collector, d.collector);
+        assert_ne!(s.collector_port, d.collector_port);
+        assert_ne!(s.verify, d.verify);
+        assert_eq!(s.ca.as_ref().unwrap().len(), 1);
+        assert_ne!(s.root_dir, d.root_dir);
+        assert_ne!(s.proxy.host, d.proxy.host);
+        assert_ne!(s.proxy.port, d.proxy.port);
+        assert_ne!(s.proxy.user, d.proxy.user);
+        assert_eq!(s.proxy.password.expose(), FILLED_PASSWORD.as_bytes());
+        assert_ne!(s.proxy.verify, d.proxy.verify);
+        assert_eq!(s.proxy.ca.as_ref().unwrap().len(), 1);
+        // base64("agent:Zq9-filled-pw"), from `printf 'agent:Zq9-filled-pw' | base64`.
+        assert!(
+            request(cfg).contains("Proxy-Authorization: Basic YWdlbnQ6WnE5LWZpbGxlZC1wdw==\r\n"),
+            "{}",
+            request(cfg)
+        );
+    }
+    assert!(with_tls.settings().proxy.ssl && !d.proxy.ssl);
+    assert!(!without.settings().ssl && d.ssl);
+}
+
+/// The snapshot compares what `Debug` hides (the password, the CONNECT request) and the plan
+/// itself, and still prints neither secret.
+#[test]
+fn the_snapshot_sees_the_secrets_and_never_prints_them() {
+    let dir = TempDir::new("snapshot");
+    let cfg = busy_config(&dir);
+    assert_eq!(snapshot(&cfg), snapshot(&cfg.clone()));
+
+    // The same settings but for the password: the Debug text is the same, the snapshot not.
+    let mut other = cfg.clone();
+    other.settings.proxy.password = Secret::from("Zq9-another-pw".to_string());
+    assert_eq!(
+        format!("{:?}", other.settings()),
+        format!("{:?}", cfg.settings())
+    );
+    assert_ne!(snapshot(&other), snapshot(&cfg));
+
+    // The same settings with another config's plan (another CONNECT request).
+    let mut changed = cfg.clone();
+    changed
+        .set("http_proxy.proxy_password", "Zq9-another-pw")
+        .unwrap();
+    let swapped = TunnelConfig {
+        settings: cfg.settings.clone(),
+        plan: changed.plan(),
+    };
+    assert_ne!(snapshot(&swapped), snapshot(&cfg));
+    assert_ne!(
+        snapshot(&swapped).plan_proxy.unwrap().request,
+        snapshot(&cfg).plan_proxy.unwrap().request
+    );
+
+    // An equal plan built again is another plan.
+    let rebuilt = TunnelConfig::from_settings(cfg.settings.clone()).unwrap();
+    assert_ne!(snapshot(&rebuilt), snapshot(&cfg));
+    let mut same_values = snapshot(&rebuilt);
+    same_values.plan = snapshot(&cfg).plan;
+    assert_eq!(same_values, snapshot(&cfg));
+
+    // A CA file with other contents at the same path.
+    let mut other_ca = cfg.clone();
+    let path = other_ca.settings.ca.as_ref().unwrap().path().to_path_buf();
+    std::fs::write(&path, CA2_PEM).unwrap();
+    other_ca.settings.ca = Some(CaFile::load("ca_certificate", &path).unwrap());
+    assert_ne!(snapshot(&other_ca), snapshot(&cfg));
+
+    let shown = format!("{:?}", snapshot(&cfg));
+    assert!(shown.contains("squid.example"), "{shown}");
+    assert!(!shown.contains(FILLED_PASSWORD), "{shown}");
+    assert!(!shown.contains("YWdlbnQ6WnE5LWZpbGxlZC1wdw=="), "{shown}");
 }
 
 #[test]
@@ -1424,7 +1756,7 @@ fn set_every_key() {
     assert_eq!(s.proxy.host, "squid.example");
     assert_eq!(s.proxy.port, 3129);
     assert_eq!(s.proxy.user, "agent");
-    assert_eq!(s.proxy.password.expose(), b"pw");
+    assert_eq!(s.proxy.password.expose(), FILLED_PASSWORD.as_bytes());
     assert!(s.proxy.ssl);
     assert!(!s.proxy.verify);
     assert_eq!(
@@ -1438,11 +1770,11 @@ fn set_every_key() {
     let proxy = plan.proxy.as_ref().unwrap();
     assert_eq!(proxy.port, 3129);
     assert!(!proxy.tls.as_ref().unwrap().verify);
-    // base64("agent:pw")
+    // printf 'agent:Zq9-filled-pw' | base64
     assert_eq!(
         request(&cfg),
         "CONNECT collector.example:7443 HTTP/1.1\r\nHost: collector.example:7443\r\n\
-         Proxy-Authorization: Basic YWdlbnQ6cHc=\r\n\r\n"
+         Proxy-Authorization: Basic YWdlbnQ6WnE5LWZpbGxlZC1wdw==\r\n\r\n"
     );
 }
 
@@ -1530,12 +1862,12 @@ fn set_null_restores_the_default_like_a_file() {
     assert_defaults(&cfg);
 }
 
-#[test]
-fn failed_set_changes_nothing() {
-    let dir = TempDir::new("set-fail");
+/// Sets that fail whatever the filled config: each must be a `DTUN_ERR_CONFIG` naming its
+/// key.
+fn failing_sets(dir: &TempDir) -> Vec<(&'static str, String)> {
     let missing = dir.path().join("missing.pem").display().to_string();
     let garbage = dir.file("garbage.pem", b"garbage").display().to_string();
-    let cases: Vec<(&str, &str)> = vec![
+    let mut cases: Vec<(&str, String)> = [
         ("collector", "a b"),
         ("collector", "evil\r\nX-Injected: 1"),
         ("collector", "\"evil\\r\\nX: 1\""),
@@ -1547,12 +1879,10 @@ fn failed_set_changes_nothing() {
         ("collector_port", "abc"),
         ("collector_port", "{a: 1}"),
         ("ssl", "maybe"),
-        ("ssl", "false"), // http_proxy.ssl is on in busy_config
         ("ssl", "1"),
         ("ssl_verify_certificate", "nope"),
-        ("ca_certificate", &missing),
-        ("ca_certificate", &garbage),
         ("ca_certificate", "[x]"),
+        ("ca_certificate", "missing.pem"),
         ("root_dir", "{a: b}"),
         ("http_proxy.proxy_host", "squid example"),
         ("http_proxy.proxy_host", "squid.example:3128"),
@@ -1563,12 +1893,22 @@ fn failed_set_changes_nothing() {
         ("http_proxy.proxy_user", "\"a\\nb\""),
         ("http_proxy.proxy_password", "a: b"),
         ("http_proxy.proxy_password", "[p]"),
+        ("http_proxy.proxy_password", "#Zq9-new"),
         ("http_proxy.ssl", "sometimes"),
         ("http_proxy.ssl_verify_certificate", "2"),
-        ("http_proxy.ca_certificate", &missing),
-        ("http_proxy.ca_certificate", &garbage),
-    ];
-    let mut cfg = busy_config(&dir);
+        ("http_proxy.ca_certificate", "garbage.pem"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_owned()))
+    .collect();
+    for key in CA_KEYS {
+        cases.push((key, missing.clone()));
+        cases.push((key, garbage.clone()));
+    }
+    cases
+}
+
+fn assert_failed_sets_change_nothing(mut cfg: TunnelConfig, cases: &[(&str, String)]) {
     let before = snapshot(&cfg);
     for (key, value) in cases {
         let err = cfg
@@ -1583,12 +1923,32 @@ fn failed_set_changes_nothing() {
             names_key(err.message(), key),
             "set {key} {value:?}: {err:?}"
         );
-        assert_eq!(
-            snapshot(&cfg),
-            before,
-            "set {key} {value:?} changed the config"
+        assert!(
+            !err.message().contains(FILLED_PASSWORD),
+            "set {key} {value:?}: {err:?}"
+        );
+        assert!(
+            snapshot(&cfg) == before,
+            "set {key} {value:?} changed the config: {:?}\nwas {before:?}",
+            snapshot(&cfg)
         );
     }
+}
+
+#[test]
+fn failed_set_changes_nothing() {
+    let dir = TempDir::new("set-fail");
+    let mut with_tls = failing_sets(&dir);
+    // http_proxy.ssl is on: ssl must stay on.
+    with_tls.push(("ssl", "false".into()));
+    with_tls.push(("ssl", "off".into()));
+    assert_failed_sets_change_nothing(busy_config(&dir), &with_tls);
+
+    let mut without_tls = failing_sets(&dir);
+    // ssl is off: http_proxy.ssl cannot be turned on.
+    without_tls.push(("http_proxy.ssl", "true".into()));
+    without_tls.push(("http_proxy.ssl", "yes".into()));
+    assert_failed_sets_change_nothing(filled_without_tls(&dir), &without_tls);
 }
 
 #[test]
@@ -1685,17 +2045,36 @@ mod properties {
             }
             let _ = TunnelConfig::from_yaml(&prefix);
         }
+    }
 
-        /// Setting any key to any value never panics; a failure leaves the config unchanged.
-        #[test]
-        fn any_set_is_safe(key_index in 0usize..KEYS.len() + 1, value in "\\PC{0,80}") {
-            let mut cfg = TunnelConfig::new().unwrap();
-            let before = format!("{:?}", cfg.settings());
-            let key = KEYS.get(key_index).copied().unwrap_or("no.such.key");
-            if cfg.set(key, &value).is_err() {
-                prop_assert_eq!(before, format!("{:?}", cfg.settings()));
-            }
-        }
+    /// Setting any key to any value never panics; a failure leaves a filled config (each of
+    /// the two) exactly as it was, password and CONNECT request included.
+    #[test]
+    fn any_set_is_safe() {
+        let dir = TempDir::new("set-any");
+        let bases = [busy_config(&dir), filled_without_tls(&dir)];
+        let befores: Vec<Snapshot> = bases.iter().map(snapshot).collect();
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        });
+        let strategy = (0usize..2, 0usize..KEYS.len() + 1, "\\PC{0,80}");
+        runner
+            .run(&strategy, |(base, key_index, value)| {
+                let mut cfg = bases[base].clone();
+                let key = KEYS.get(key_index).copied().unwrap_or("no.such.key");
+                if cfg.set(key, &value).is_err() {
+                    prop_assert!(
+                        snapshot(&cfg) == befores[base],
+                        "set {} {:?} changed the config",
+                        key,
+                        value
+                    );
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 }
 
