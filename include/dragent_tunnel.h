@@ -9,6 +9,23 @@
  * Threads: a dtun_config may be shared by threads that open tunnels with it; one thread may be in
  * dtun_send while another is in dtun_recv on the same dtun_conn; dtun_close and dtun_config_set
  * must not race with other uses of their handle.
+ *
+ * Process and thread exit: every function may be called at any point of exit (atexit handlers,
+ * static and thread_local destructors, pthread key destructors), including after the calling
+ * thread's own storage was torn down: it works or returns a status, never aborts. A program may
+ * also return from main with tunnels open. In that late phase a blocking call runs its I/O on a
+ * short-lived thread of its own, and dtun_last_error() may say only that the words of a failure
+ * are not available. The shared library is linked with -z nodelete: dlclose leaves it loaded.
+ *
+ * fork(): the library notices it runs in a child and starts fresh there: the child may create
+ * configs and open tunnels as usual (within their deadlines). Handles made in the parent are
+ * refused in the child with DTUN_ERR_INVALID_ARGUMENT ("... made in the parent process before
+ * fork()"); freeing them there never touches the parent's sockets or TLS state: dtun_close of a
+ * parent's connection only marks it freed and leaks its memory in the child, dtun_config_free
+ * and dtun_report_free release the child's copy. The parent is unaffected.
+ *
+ * Signals: no function is async-signal-safe; do not call any from a signal handler. The
+ * library never raises SIGPIPE and does not change signal masks or handlers.
  */
 
 #ifndef DRAGENT_TUNNEL_H
@@ -164,10 +181,12 @@ typedef struct dtun_report dtun_report;
  * Receives the library's log records.
  *
  * `userdata` is the pointer given to `dtun_set_logger`; `message` is a NUL-terminated
- * UTF-8 line valid only during the call. Called from any thread, the library's own
- * included, possibly from several at once, sometimes while the library is inside one of
- * its own calls: it must be thread-safe, must return quickly (another thread's I/O may wait
- * for it), and must not call any `dtun_` function; copy the message and act on it later.
+ * UTF-8 line valid only during the call. Called on the thread whose `dtun_` call made the
+ * record, at the end of that call, once the call has released every lock and left the
+ * library's I/O, so a slow callback delays only its own thread; possibly from several
+ * threads at once, so it must be thread-safe. It must not throw (C++) or longjmp out.
+ * It may call any `dtun_` function, `dtun_set_logger` included (which then does not wait
+ * for the running call); records made by those calls are not delivered (no recursion).
  */
 typedef void (*dtun_log_fn)(void *userdata, enum dtun_log_level level, const char *message);
 
@@ -214,7 +233,8 @@ enum dtun_status dtun_config_from_file(const char *path, struct dtun_config **ou
 /**
  * Builds a configuration from dragent.yaml text: `len` bytes at `yaml` (no terminator
  * needed; `yaml` may be NULL when `len` is 0, giving every default). Same rules and
- * outputs as `dtun_config_from_file`.
+ * outputs as `dtun_config_from_file`. A `len` above `PTRDIFF_MAX` is
+ * `DTUN_ERR_INVALID_ARGUMENT`.
  */
 enum dtun_status dtun_config_from_yaml(const char *yaml, size_t len, struct dtun_config **out);
 
@@ -248,7 +268,8 @@ void dtun_config_free(struct dtun_config *cfg);
 enum dtun_status dtun_open(const struct dtun_config *cfg, int32_t timeout_ms, struct dtun_conn **out);
 
 /**
- * Sends `len` bytes from `buf` (NULL allowed when `len` is 0). Blocks until every byte is
+ * Sends `len` bytes from `buf` (NULL allowed when `len` is 0; `len` above `PTRDIFF_MAX` is
+ * `DTUN_ERR_INVALID_ARGUMENT`). Blocks until every byte is
  * accepted, the timeout passes, or the connection breaks. Whatever the outcome after the
  * arguments are checked, `*sent` says how many bytes were accepted: all of them with
  * `DTUN_OK`, possibly some with `DTUN_TIMED_OUT` (the connection stays usable: send the
@@ -263,7 +284,8 @@ enum dtun_status dtun_open(const struct dtun_config *cfg, int32_t timeout_ms, st
 enum dtun_status dtun_send(struct dtun_conn *c, const uint8_t *buf, size_t len, size_t *sent, int32_t timeout_ms);
 
 /**
- * Receives up to `cap` bytes into `buf`. Blocks until at least one byte is available (then
+ * Receives up to `cap` bytes into `buf` (`cap` above `PTRDIFF_MAX` is
+ * `DTUN_ERR_INVALID_ARGUMENT`). Blocks until at least one byte is available (then
  * returns what is available, like POSIX `recv`), the timeout passes (`DTUN_TIMED_OUT`,
  * `*received == 0`, the connection stays usable), or the collector ends the stream
  * (`DTUN_CLOSED`, `*received == 0`). Bytes the proxy sent right behind its 2xx reply are
@@ -327,7 +349,9 @@ void dtun_report_free(struct dtun_report *r);
 /**
  * Sends the library's log records at `max_level` and more severe to `fn`, with
  * `userdata`; `fn` NULL turns logging off. When this returns, the previous callback has
- * finished every call and is never called again. Records never contain the proxy password
+ * finished every call (other than the one this is called from, when called from inside
+ * the callback) and is never called again; in a child after `fork()`, calls that were in
+ * flight in the parent's other threads are not waited for. Records never contain the proxy password
  * or the `Proxy-Authorization` value, at any level. A `max_level` below
  * `DTUN_LOG_ERROR` turns logging off; above `DTUN_LOG_TRACE` means `DTUN_LOG_TRACE`.
  */

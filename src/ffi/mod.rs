@@ -49,10 +49,12 @@ pub struct LogLevelArg(c_int);
 /// Receives the library's log records.
 ///
 /// `userdata` is the pointer given to `dtun_set_logger`; `message` is a NUL-terminated
-/// UTF-8 line valid only during the call. Called from any thread, the library's own
-/// included, possibly from several at once, sometimes while the library is inside one of
-/// its own calls: it must be thread-safe, must return quickly (another thread's I/O may wait
-/// for it), and must not call any `dtun_` function; copy the message and act on it later.
+/// UTF-8 line valid only during the call. Called on the thread whose `dtun_` call made the
+/// record, at the end of that call, once the call has released every lock and left the
+/// library's I/O, so a slow callback delays only its own thread; possibly from several
+/// threads at once, so it must be thread-safe. It must not throw (C++) or longjmp out.
+/// It may call any `dtun_` function, `dtun_set_logger` included (which then does not wait
+/// for the running call); records made by those calls are not delivered (no recursion).
 #[allow(non_camel_case_types)]
 pub type dtun_log_fn =
     Option<unsafe extern "C" fn(userdata: *mut c_void, level: LogLevel, message: *const c_char)>;
@@ -122,7 +124,8 @@ pub unsafe extern "C" fn dtun_config_from_file(
 
 /// Builds a configuration from dragent.yaml text: `len` bytes at `yaml` (no terminator
 /// needed; `yaml` may be NULL when `len` is 0, giving every default). Same rules and
-/// outputs as `dtun_config_from_file`.
+/// outputs as `dtun_config_from_file`. A `len` above `PTRDIFF_MAX` is
+/// `DTUN_ERR_INVALID_ARGUMENT`.
 #[no_mangle]
 pub unsafe extern "C" fn dtun_config_from_yaml(
     yaml: *const c_char,
@@ -202,7 +205,8 @@ pub unsafe extern "C" fn dtun_open(
     })
 }
 
-/// Sends `len` bytes from `buf` (NULL allowed when `len` is 0). Blocks until every byte is
+/// Sends `len` bytes from `buf` (NULL allowed when `len` is 0; `len` above `PTRDIFF_MAX` is
+/// `DTUN_ERR_INVALID_ARGUMENT`). Blocks until every byte is
 /// accepted, the timeout passes, or the connection breaks. Whatever the outcome after the
 /// arguments are checked, `*sent` says how many bytes were accepted: all of them with
 /// `DTUN_OK`, possibly some with `DTUN_TIMED_OUT` (the connection stays usable: send the
@@ -232,7 +236,8 @@ pub unsafe extern "C" fn dtun_send(
     })
 }
 
-/// Receives up to `cap` bytes into `buf`. Blocks until at least one byte is available (then
+/// Receives up to `cap` bytes into `buf` (`cap` above `PTRDIFF_MAX` is
+/// `DTUN_ERR_INVALID_ARGUMENT`). Blocks until at least one byte is available (then
 /// returns what is available, like POSIX `recv`), the timeout passes (`DTUN_TIMED_OUT`,
 /// `*received == 0`, the connection stays usable), or the collector ends the stream
 /// (`DTUN_CLOSED`, `*received == 0`). Bytes the proxy sent right behind its 2xx reply are
@@ -350,7 +355,9 @@ pub unsafe extern "C" fn dtun_report_free(r: *mut dtun_report) {
 
 /// Sends the library's log records at `max_level` and more severe to `fn`, with
 /// `userdata`; `fn` NULL turns logging off. When this returns, the previous callback has
-/// finished every call and is never called again. Records never contain the proxy password
+/// finished every call (other than the one this is called from, when called from inside
+/// the callback) and is never called again; in a child after `fork()`, calls that were in
+/// flight in the parent's other threads are not waited for. Records never contain the proxy password
 /// or the `Proxy-Authorization` value, at any level. A `max_level` below
 /// `DTUN_LOG_ERROR` turns logging off; above `DTUN_LOG_TRACE` means `DTUN_LOG_TRACE`.
 #[no_mangle]

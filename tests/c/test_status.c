@@ -3,8 +3,10 @@
  * environment, with its message. The run ends by checking that none was missed.
  *
  * DTUN_ERR_INTERNAL is the one status not produced here: it reports a Rust panic caught at the
- * boundary, i.e. a bug in the library, and no correct input reaches one. (The Rust unit tests
- * of src/ffi exercise the panic boundary directly.)
+ * boundary, i.e. a bug in the library, and no correct input reaches one. A test-only hook
+ * (compiled under cfg(test) only, so not in this library) makes the Rust unit test
+ * `a_panic_inside_becomes_internal_with_words_and_void_calls_swallow_it` in src/ffi/mod.rs
+ * panic inside exported functions, status-returning and void.)
  */
 
 #define _POSIX_C_SOURCE 200809L

@@ -1,0 +1,211 @@
+/*
+ * fork() (issue 10): a child of an agent process that uses the library.
+ *
+ * The parent opens a tunnel (resolving the collector's name) and parks a reader thread in
+ * dtun_recv(DTUN_WAIT_FOREVER) on it, then forks while that thread is blocked inside the
+ * library. The child must: be refused the parent's connection and config with
+ * DTUN_ERR_INVALID_ARGUMENT and a message naming fork; free them without touching the
+ * parent's sockets; open new tunnels of its own (direct and through the TLS proxy, names
+ * resolved again) within their deadline; echo through them; exit. The parent must then still
+ * be served: its parked reader receives what the main thread sends, and the tunnel keeps
+ * echoing, so the child's close did not remove the parent's epoll registration.
+ */
+
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "support.h"
+
+#define PARKED_BYTES 4096
+#define CHILD_OPEN_TIMEOUT_MS 10000
+
+struct parked {
+    dtun_conn *conn;
+    pid_t tid;
+    int started;
+    int done;
+    uint8_t buf[PARKED_BYTES];
+    size_t got;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+};
+
+static void *parked_reader(void *arg)
+{
+    struct parked *p = (struct parked *)arg;
+    pthread_mutex_lock(&p->lock);
+    p->tid = (pid_t)syscall(SYS_gettid);
+    p->started = 1;
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->lock);
+    while (p->got < PARKED_BYTES) {
+        size_t n = 0;
+        CHECK_OK(dtun_recv(p->conn, p->buf + p->got, PARKED_BYTES - p->got, &n,
+                           DTUN_WAIT_FOREVER));
+        p->got += n;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->done = 1;
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Whether thread tid is blocked in epoll_wait (where a parked dtun_recv waits), read from
+ * /proc: the first field of .../syscall is the number of the system call it is blocked in. */
+static int blocked_in_epoll(pid_t tid)
+{
+    char path[64];
+    char line[256];
+    long nr = -1;
+    FILE *f;
+    (void)snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    if (fgets(line, sizeof line, f) != NULL) {
+        nr = strtol(line, NULL, 10);
+    }
+    (void)fclose(f);
+#ifdef SYS_epoll_wait
+    if (nr == SYS_epoll_wait) {
+        return 1;
+    }
+#endif
+#ifdef SYS_epoll_pwait2
+    if (nr == SYS_epoll_pwait2) {
+        return 1;
+    }
+#endif
+    return nr == SYS_epoll_pwait;
+}
+
+static void wait_until_parked(struct parked *p)
+{
+    int polls;
+    pthread_mutex_lock(&p->lock);
+    while (!p->started) {
+        pthread_cond_wait(&p->changed, &p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    /* A bounded poll of a condition (30 s), not a guess of how long parking takes. */
+    for (polls = 0; polls < 30000; polls++) {
+        struct timespec ms = {0, 1000000};
+        if (blocked_in_epoll(p->tid)) {
+            return;
+        }
+        (void)nanosleep(&ms, NULL);
+    }
+    test_fail(__FILE__, __LINE__, "the reader thread never blocked in epoll_wait");
+}
+
+static int in_child(dtun_conn *inherited, dtun_config *inherited_cfg)
+{
+    dtun_status st;
+    size_t n = 99;
+    uint8_t byte = 0;
+    dtun_conn *mine = NULL;
+    dtun_config *cfg;
+    const char *scenarios[] = {"direct_tls.yaml", "proxy_tls_auth.yaml"};
+    size_t i;
+
+    /* A hang is a failure of its own, not a ctest timeout. */
+    (void)alarm(60);
+    st = dtun_recv(inherited, &byte, 1, &n, 0);
+    CHECK(st == DTUN_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(dtun_last_error(), "fork") != NULL);
+    st = dtun_send(inherited, &byte, 1, &n, 0);
+    CHECK(st == DTUN_ERR_INVALID_ARGUMENT);
+    st = dtun_open(inherited_cfg, CHILD_OPEN_TIMEOUT_MS, &mine);
+    CHECK(st == DTUN_ERR_INVALID_ARGUMENT);
+    CHECK(mine == NULL);
+    CHECK(strstr(dtun_last_error(), "fork") != NULL);
+    /* Freed here: forgotten, never closed, so the parent's socket and TLS state stay as they
+     * are. A second close is refused quietly. */
+    dtun_close(inherited);
+    dtun_close(inherited);
+    dtun_config_free(inherited_cfg);
+
+    for (i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
+        cfg = load_scenario(scenarios[i]);
+        CHECK_OK(dtun_open(cfg, CHILD_OPEN_TIMEOUT_MS, &mine));
+        echo_check(mine, 200000, (uint32_t)(40 + i));
+        dtun_close(mine);
+        dtun_config_free(cfg);
+    }
+    test_note("child: parent's handles refused, two tunnels of its own echoed");
+    return 0;
+}
+
+int main(void)
+{
+    struct parked p;
+    pthread_t reader;
+    dtun_config *cfg = load_scenario("direct_tls.yaml");
+    dtun_conn *conn = NULL;
+    uint8_t out[PARKED_BYTES];
+    pid_t child;
+    int status = 0;
+    size_t i;
+    struct timespec deadline;
+
+    CHECK_OK(dtun_open(cfg, TEST_OPEN_TIMEOUT_MS, &conn));
+    echo_check(conn, 10000, 1);
+
+    memset(&p, 0, sizeof p);
+    p.conn = conn;
+    CHECK(pthread_mutex_init(&p.lock, NULL) == 0);
+    CHECK(pthread_cond_init(&p.changed, NULL) == 0);
+    CHECK(pthread_create(&reader, NULL, parked_reader, &p) == 0);
+    wait_until_parked(&p);
+    test_note("reader parked in dtun_recv; forking");
+
+    (void)fflush(NULL);
+    child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        /* exit, not _exit: the child's exit path runs through the library's too. */
+        exit(in_child(conn, cfg));
+    }
+    CHECK(waitpid(child, &status, 0) == child);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        test_fail(__FILE__, __LINE__, "the child failed (wait status %d)", status);
+    }
+
+    /* The parent: its parked reader gets these bytes (echoed), and the tunnel goes on. */
+    for (i = 0; i < PARKED_BYTES; i++) {
+        out[i] = pattern_byte(9, i);
+    }
+    send_all(conn, out, PARKED_BYTES);
+    CHECK(clock_gettime(CLOCK_REALTIME, &deadline) == 0);
+    deadline.tv_sec += 30;
+    pthread_mutex_lock(&p.lock);
+    while (!p.done) {
+        if (pthread_cond_timedwait(&p.changed, &p.lock, &deadline) == ETIMEDOUT) {
+            test_fail(__FILE__, __LINE__,
+                      "the parent's parked reader got %zu of %d bytes after the child exited",
+                      p.got, PARKED_BYTES);
+        }
+    }
+    pthread_mutex_unlock(&p.lock);
+    CHECK(pthread_join(reader, NULL) == 0);
+    CHECK(memcmp(p.buf, out, PARKED_BYTES) == 0);
+    echo_check(conn, 300000, 2);
+    dtun_close(conn);
+    dtun_config_free(cfg);
+    test_note("parent: parked reader served, tunnel still echoing after the child");
+    printf("fork test passed\n");
+    return 0;
+}
