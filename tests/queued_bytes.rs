@@ -55,14 +55,24 @@ fn recv_pushes_out_what_a_timed_out_send_left_queued() {
         assert!(total < 1 << 30, "the peer never pushed back");
     }
     go_tx.send(total).unwrap();
-    // The reply needs every accepted byte to arrive first.
+    // The reply needs every accepted byte to arrive first. It may come in pieces: recv until
+    // both bytes are in (each recv brings at least one, so two calls do unless the stream
+    // ends or times out).
     let mut reply = [0u8; 2];
-    let (n, result) = conn.recv(&mut reply, Wait::For(Duration::from_secs(20)));
-    assert_eq!(
-        result.expect("recv"),
-        Transfer::Complete,
-        "no reply: the queued bytes never left"
-    );
-    assert_eq!(&reply[..n], &b"ok"[..n]);
+    let mut got = 0;
+    for _ in 0..reply.len() {
+        if got == reply.len() {
+            break;
+        }
+        let (n, result) = conn.recv(&mut reply[got..], Wait::For(Duration::from_secs(20)));
+        assert_eq!(
+            result.expect("recv"),
+            Transfer::Complete,
+            "no reply after {got} byte(s): the queued bytes never left"
+        );
+        assert!(n > 0, "a complete recv brought no byte");
+        got += n;
+    }
+    assert_eq!(&reply[..got], b"ok");
     assert_eq!(server.join().unwrap(), total);
 }
