@@ -7,21 +7,80 @@ mod support;
 use dragent_tunnel::{Connection, Status, Wait};
 use dtun_testenv::collector::EchoServer;
 use dtun_testenv::proxy::{Fault, ProxyOptions, TestProxy};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use support::*;
 
-fn report_of(
+fn proxy(opts: ProxyOptions) -> TestProxy {
+    TestProxy::start(opts).expect("start proxy")
+}
+
+/// Opens with a report, and measures the open's wall time, in ms, around the call (the
+/// config is built before).
+fn timed_report_of(
     yaml: &Yaml,
     wait: Wait,
 ) -> (
     Result<Connection, dragent_tunnel::Error>,
     dragent_tunnel::report::Report,
+    f64,
 ) {
-    Connection::open_with_report(&yaml.build(), wait)
+    let cfg = yaml.build();
+    let started = Instant::now();
+    let (conn, report) = Connection::open_with_report(&cfg, wait);
+    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+    (conn, report, wall_ms)
 }
 
-fn proxy(opts: ProxyOptions) -> TestProxy {
-    TestProxy::start(opts).expect("start proxy")
+/// The stage times of a report are those of stages that ran: exactly the `ran` keys are
+/// present, each took some time, and together they fit in the reported total, which fits in
+/// the wall time measured around the open. Values are printed to 0.001 ms: that rounding is
+/// the only slack.
+fn assert_stage_times_plausible(
+    report: &dragent_tunnel::report::Report,
+    ran: &[&str],
+    wall_ms: f64,
+) {
+    const ALL: [&str; 5] = [
+        "time.resolve_ms",
+        "time.tcp_ms",
+        "time.proxy_tls_ms",
+        "time.proxy_connect_ms",
+        "time.collector_tls_ms",
+    ];
+    let ms = |key: &str| -> f64 {
+        let text = report
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} missing: {}", report.text()));
+        text.parse()
+            .unwrap_or_else(|e| panic!("{key} = {text:?}: {e}"))
+    };
+    for key in ALL {
+        assert_eq!(
+            report.get(key).is_some(),
+            ran.contains(&key),
+            "{key}: {}",
+            report.text()
+        );
+    }
+    for key in ran {
+        assert!(
+            ms(key) > 0.0,
+            "{key}: the stage ran, yet took no time: {}",
+            report.text()
+        );
+    }
+    let sum: f64 = ran.iter().map(|key| ms(key)).sum();
+    let total = ms("time.total_ms");
+    let rounding = 0.0005 * (ran.len() + 1) as f64;
+    assert!(
+        sum <= total + rounding,
+        "the stages took {sum} ms, more than the total of {total} ms: {}",
+        report.text()
+    );
+    assert!(
+        total <= wall_ms + 0.0005,
+        "the reported total {total} ms is more than the {wall_ms} ms measured around the open"
+    );
 }
 
 #[test]
@@ -37,7 +96,7 @@ fn tls_in_tls_open_reports_every_hop() {
         .tls_collector(&env)
         .tls_proxy(p.port(), &env)
         .auth(USER, PASSWORD);
-    let (conn, report) = report_of(&yaml, OPEN_WAIT);
+    let (conn, report, wall_ms) = timed_report_of(&yaml, OPEN_WAIT);
     let conn = conn.expect("open");
     assert_eq!(report.get("outcome"), Some("DTUN_OK"));
     assert_eq!(report.get("failed_stage"), Some(""));
@@ -84,21 +143,18 @@ fn tls_in_tls_open_reports_every_hop() {
     let peer = report.get("address.peer").unwrap();
     assert!(peer.ends_with(&format!(":{}", p.port())), "{peer}");
     assert!(report.get("address.local").is_some());
-    for key in [
-        "time.resolve_ms",
-        "time.tcp_ms",
-        "time.proxy_tls_ms",
-        "time.proxy_connect_ms",
-        "time.collector_tls_ms",
-        "time.total_ms",
-    ] {
-        let ms: f64 = report
-            .get(key)
-            .unwrap_or_else(|| panic!("{key}"))
-            .parse()
-            .unwrap();
-        assert!(ms >= 0.0, "{key}");
-    }
+    // Every stage ran.
+    assert_stage_times_plausible(
+        &report,
+        &[
+            "time.resolve_ms",
+            "time.tcp_ms",
+            "time.proxy_tls_ms",
+            "time.proxy_connect_ms",
+            "time.collector_tls_ms",
+        ],
+        wall_ms,
+    );
     // The connection keeps the same report.
     assert_eq!(conn.report().get("route"), report.get("route"));
     let text = report.text();
@@ -159,7 +215,17 @@ fn failure(
     status: Status,
     wait: Wait,
 ) -> (String, String, dragent_tunnel::report::Report) {
-    let (conn, report) = report_of(yaml, wait);
+    let (stage, hint, report, _) = timed_failure(yaml, status, wait);
+    (stage, hint, report)
+}
+
+/// [`failure`], and the wall time of the open in ms.
+fn timed_failure(
+    yaml: &Yaml,
+    status: Status,
+    wait: Wait,
+) -> (String, String, dragent_tunnel::report::Report, f64) {
+    let (conn, report, wall_ms) = timed_report_of(yaml, wait);
     let e = conn.expect_err("open must fail");
     assert_eq!(e.status(), status, "{e}");
     assert_eq!(report.get("outcome"), Some(status.name()));
@@ -168,7 +234,7 @@ fn failure(
     let hint = report.get("hint").unwrap().to_owned();
     assert!(!hint.is_empty(), "no hint for {status:?}");
     assert!(report.text().contains("FAILED"), "{}", report.text());
-    (stage, hint, report)
+    (stage, hint, report, wall_ms)
 }
 
 #[test]
@@ -294,17 +360,20 @@ fn hint_for_a_timeout_names_the_waiting_stage() {
         ..ProxyOptions::default()
     });
     let yaml = Yaml::collector(6443).tls_collector(&env).proxy(p.port());
-    let (stage, hint, report) = failure(
+    let (stage, hint, report, wall_ms) = timed_failure(
         &yaml,
         Status::DTUN_ERR_TIMEOUT,
         Wait::For(Duration::from_millis(300)),
     );
     assert_eq!(stage, "proxy connect");
     assert!(hint.contains("did not answer CONNECT"), "{hint}");
-    // The stages before it finished and were timed; the waiting one is timed up to the deadline.
-    assert!(report.get("time.tcp_ms").is_some());
-    assert!(report.get("time.proxy_connect_ms").is_some());
-    assert!(report.get("time.collector_tls_ms").is_none());
+    // The stages before it finished and were timed; the waiting one is timed up to the
+    // deadline; the collector's TLS never began.
+    assert_stage_times_plausible(
+        &report,
+        &["time.resolve_ms", "time.tcp_ms", "time.proxy_connect_ms"],
+        wall_ms,
+    );
 }
 
 #[test]
