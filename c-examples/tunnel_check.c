@@ -34,6 +34,7 @@ static const char *hint(dtun_status status)
         return "nothing";
     case DTUN_TIMED_OUT:
     case DTUN_CLOSED:
+    case DTUN_SHUT_DOWN:
     case DTUN_ERR_IO:
         return "the connection broke after it opened: check the network path and the proxy's "
                "idle timeout, then run the check again";

@@ -100,6 +100,11 @@ typedef enum dtun_status {
    */
   DTUN_CLOSED = 2,
   /**
+   * `dtun_send`/`dtun_recv`: `dtun_conn_shutdown` was called on the connection (now or
+   * while the call waited); not an error. `dtun_close` it.
+   */
+  DTUN_SHUT_DOWN = 3,
+  /**
    * A NULL pointer, an unknown config key, a bad timeout, or misuse of a handle.
    */
   DTUN_ERR_INVALID_ARGUMENT = 100,
@@ -276,10 +281,12 @@ enum dtun_status dtun_open(const struct dtun_config *cfg, int32_t timeout_ms, st
  * rest later). Accepted bytes are queued for the wire; a call with `len` 0 pushes out
  * what a timed-out call left queued. `DTUN_ERR_IO`: the connection broke (reset, TLS
  * error, peer gone). One thread may send while another receives on the same connection;
- * two concurrent senders take turns, each within its own timeout. With TLS, accepted bytes
- * may still be queued inside TLS when `DTUN_TIMED_OUT` is returned (even with
- * `*sent == len`): the next `dtun_send`, or a `dtun_recv` waiting for the reply, pushes
- * them out.
+ * two concurrent senders take turns, each within its own timeout (counted from its call,
+ * including the wait for its turn). With TLS, accepted bytes may still be queued inside TLS
+ * when `DTUN_TIMED_OUT` is returned (even with `*sent == len`): a `dtun_recv` waiting on
+ * another thread is told and pushes them out at once, else the next `dtun_send` or
+ * `dtun_recv` does. `DTUN_SHUT_DOWN`: `dtun_conn_shutdown` was called (before or during
+ * the call; `*sent` says what was accepted before it).
  */
 enum dtun_status dtun_send(struct dtun_conn *c, const uint8_t *buf, size_t len, size_t *sent, int32_t timeout_ms);
 
@@ -288,11 +295,24 @@ enum dtun_status dtun_send(struct dtun_conn *c, const uint8_t *buf, size_t len, 
  * `DTUN_ERR_INVALID_ARGUMENT`). Blocks until at least one byte is available (then
  * returns what is available, like POSIX `recv`), the timeout passes (`DTUN_TIMED_OUT`,
  * `*received == 0`, the connection stays usable), or the collector ends the stream
- * (`DTUN_CLOSED`, `*received == 0`). Bytes the proxy sent right behind its 2xx reply are
+ * (`DTUN_CLOSED`, `*received == 0`), or `dtun_conn_shutdown` is called (`DTUN_SHUT_DOWN`,
+ * `*received == 0`). Two concurrent receivers take turns, each within its own timeout
+ * (counted from its call, including the wait for its turn). Bytes the proxy sent right
+ * behind its 2xx reply are
  * delivered first. `*received` is written whenever the arguments are valid (0 on errors).
  * `cap` 0 returns `DTUN_OK` at once with `*received == 0`.
  */
 enum dtun_status dtun_recv(struct dtun_conn *c, uint8_t *buf, size_t cap, size_t *received, int32_t timeout_ms);
+
+/**
+ * Shuts a tunnel down for its callers, like POSIX `shutdown(SHUT_RDWR)`: every `dtun_send`
+ * and `dtun_recv` waiting on `c`, in any thread, returns `DTUN_SHUT_DOWN` at once (a send's
+ * `*sent` says what it had accepted), and so does every later one. Safe to call from any
+ * thread while others are in `dtun_send` or `dtun_recv` on `c`, and more than once. Does not
+ * block. This is how an agent stops a reader thread parked in `dtun_recv(DTUN_WAIT_FOREVER)`:
+ * shut down, join the thread, then `dtun_close` (which still sends close_notify, bounded).
+ */
+enum dtun_status dtun_conn_shutdown(struct dtun_conn *c);
 
 /**
  * Closes a tunnel: sends TLS close_notify on each TLS layer and flushes, waiting at most

@@ -1,14 +1,21 @@
 //! A blocking connection over an open tunnel: send and recv with timeouts, usable from two
-//! threads at once (one sending, one receiving), and a close that says goodbye in bounded time.
+//! threads at once (one sending, one receiving), a shutdown that wakes both from any thread,
+//! and a close that says goodbye in bounded time.
+//!
+//! Every wait of a call (for its turn behind another thread in the same direction, for the
+//! socket, for a flush) happens inside one future bounded by the call's own timeout and by
+//! [`Connection::shutdown`], so no call outlives its timeout and a shutdown ends them all.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::task::Poll;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::sync::{Mutex, Notify};
 
 use crate::config::TunnelConfig;
 use crate::error::{Error, ErrorKind, Result, Stage};
@@ -51,16 +58,23 @@ pub enum Transfer {
     TimedOut,
     /// recv: the collector ended the stream cleanly.
     Closed,
+    /// [`Connection::shutdown`] was called: now, or while the call waited.
+    ShutDown,
 }
 
 /// An open tunnel to the collector (`dtun_conn`).
 pub struct Connection {
+    /// Async locks: a caller waiting for its turn does so under its own timeout.
     reader: Mutex<ReadHalf<BoxStream>>,
-    /// An async lock: a sender waiting for its turn does so under its own timeout.
-    writer: tokio::sync::Mutex<WriteHalf<BoxStream>>,
-    /// A send timed out with bytes possibly still queued in a TLS layer: the next recv
-    /// pushes them out while it waits, so a reply that needs them can come.
+    writer: Mutex<WriteHalf<BoxStream>>,
+    /// A send timed out with bytes possibly still queued in a TLS layer: a recv pushes them
+    /// out while it waits, so a reply that needs them can come.
     unflushed: AtomicBool,
+    /// Tells a recv already waiting that `unflushed` was just set.
+    flush_wanted: Notify,
+    /// Set once by [`Connection::shutdown`]; `shutdown_now` wakes every call waiting.
+    shut: AtomicBool,
+    shutdown_now: Notify,
     report: Report,
     /// The first failure of either direction. A broken stream stays broken: after a reset,
     /// Linux reports ECONNRESET once and then plain EOF, which must not read as a clean close.
@@ -131,8 +145,11 @@ impl Connection {
                 let (reader, writer) = tokio::io::split(stream);
                 let conn = Connection {
                     reader: Mutex::new(reader),
-                    writer: tokio::sync::Mutex::new(writer),
+                    writer: Mutex::new(writer),
                     unflushed: AtomicBool::new(false),
+                    flush_wanted: Notify::new(),
+                    shut: AtomicBool::new(false),
+                    shutdown_now: Notify::new(),
                     report: report.clone(),
                     broken: OnceLock::new(),
                 };
@@ -161,20 +178,17 @@ impl Connection {
     /// Bytes accepted are queued for the wire; an empty `buf` only pushes out what is queued,
     /// and so does the next [`Connection::recv`] while no send is in progress.
     pub fn send(&self, buf: &[u8], wait: Wait) -> (usize, Result<Transfer>) {
+        if self.shut.load(Ordering::Acquire) {
+            return (0, Ok(Transfer::ShutDown));
+        }
         if let Some(e) = self.broken.get() {
             return (0, Err(e.clone()));
         }
         let mut sent = 0usize;
-        let outcome = runtime::block_on(async {
-            let work = async {
-                let mut writer = self.writer.lock().await;
-                write_all_counted(&mut writer, buf, &mut sent).await
-            };
-            match wait {
-                Wait::Forever => Some(work.await),
-                Wait::For(limit) => tokio::time::timeout(limit, work).await.ok(),
-            }
-        });
+        let outcome = runtime::block_on(self.bounded(wait, async {
+            let mut writer = self.writer.lock().await;
+            write_all_counted(&mut writer, buf, &mut sent).await
+        }));
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(e) => return (sent, Err(e)),
@@ -184,55 +198,106 @@ impl Connection {
             "send: {sent} of {} bytes accepted",
             buf.len()
         );
-        self.unflushed.store(outcome.is_none(), Ordering::Release);
         let result = match outcome {
-            None => Ok(Transfer::TimedOut),
-            Some(Ok(())) => Ok(Transfer::Complete),
-            Some(Err(e)) => Err(self.break_with(stream_error("send", &e))),
+            Ending::Done(Ok(())) => {
+                self.unflushed.store(false, Ordering::Release);
+                Ok(Transfer::Complete)
+            }
+            Ending::Done(Err(e)) => Err(self.break_with(stream_error("send", &e))),
+            Ending::TimedOut | Ending::ShutDown => {
+                // What was accepted may sit in a TLS layer: a reader already waiting takes
+                // over pushing it out (the writer lock is free again by now).
+                self.unflushed.store(true, Ordering::Release);
+                self.flush_wanted.notify_waiters();
+                Ok(if matches!(outcome, Ending::TimedOut) {
+                    Transfer::TimedOut
+                } else {
+                    Transfer::ShutDown
+                })
+            }
         };
         (sent, result)
     }
 
     /// Receives at least one byte (up to `buf.len()`) unless `wait` passes or the stream
-    /// ends. Returns how many bytes were written into `buf`.
+    /// ends. Returns how many bytes were written into `buf`. Meanwhile pushes out what a
+    /// timed-out send left queued, including when that send times out during this wait.
     pub fn recv(&self, buf: &mut [u8], wait: Wait) -> (usize, Result<Transfer>) {
         if buf.is_empty() {
             return (0, Ok(Transfer::Complete));
         }
+        if self.shut.load(Ordering::Acquire) {
+            return (0, Ok(Transfer::ShutDown));
+        }
         if let Some(e) = self.broken.get() {
             return (0, Err(e.clone()));
         }
-        let mut reader = lock(&self.reader);
-        // Only when no sender holds the writer: a sender flushes by itself.
-        let flush = if self.unflushed.load(Ordering::Acquire) {
-            self.writer.try_lock().ok()
-        } else {
-            None
-        };
-        let reading: &mut ReadHalf<BoxStream> = &mut reader;
-        let outcome = runtime::block_on(async {
-            let work = read_while_flushing(reading, buf, flush, &self.unflushed);
-            match wait {
-                Wait::Forever => Some(work.await),
-                Wait::For(limit) => tokio::time::timeout(limit, work).await.ok(),
-            }
-        });
+        let outcome = runtime::block_on(self.bounded(wait, async {
+            let mut reader = self.reader.lock().await;
+            read_while_flushing(
+                &mut reader,
+                buf,
+                &self.writer,
+                &self.unflushed,
+                &self.flush_wanted,
+            )
+            .await
+        }));
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(e) => return (0, Err(e)),
         };
         match outcome {
-            None => (0, Ok(Transfer::TimedOut)),
-            Some(Ok(0)) => {
+            Ending::TimedOut => (0, Ok(Transfer::TimedOut)),
+            Ending::ShutDown => (0, Ok(Transfer::ShutDown)),
+            Ending::Done(Ok(0)) => {
                 crate::dtun_log!(DTUN_LOG_DEBUG, "recv: the collector closed the stream");
                 (0, Ok(Transfer::Closed))
             }
-            Some(Ok(n)) => {
+            Ending::Done(Ok(n)) => {
                 crate::dtun_log!(DTUN_LOG_TRACE, "recv: {n} bytes");
                 (n, Ok(Transfer::Complete))
             }
-            Some(Err(e)) => (0, Err(self.break_with(stream_error("recv", &e)))),
+            Ending::Done(Err(e)) => (0, Err(self.break_with(stream_error("recv", &e)))),
         }
+    }
+
+    /// Like POSIX `shutdown(SHUT_RDWR)` for the calls: wakes every `send` and `recv` waiting
+    /// on this connection, from any thread, at once; they and every later one return
+    /// [`Transfer::ShutDown`]. The tunnel stays connected until [`Connection::close`] (or
+    /// drop), which still says goodbye within [`CLOSE_GRACE`].
+    pub fn shutdown(&self) {
+        self.shut.store(true, Ordering::Release);
+        self.shutdown_now.notify_waiters();
+        crate::dtun_log!(DTUN_LOG_DEBUG, "tunnel shut down ({})", self.route());
+    }
+
+    /// Runs `work` until it ends, `wait` passes, or the connection is shut down.
+    async fn bounded<F: Future>(&self, wait: Wait, work: F) -> Ending<F::Output> {
+        let mut shut = pin!(self.shutdown_now.notified());
+        // Registered before the flag is read: a shutdown between the two still wakes us.
+        shut.as_mut().enable();
+        if self.shut.load(Ordering::Acquire) {
+            return Ending::ShutDown;
+        }
+        let mut work = pin!(work);
+        let mut deadline = pin!(match wait {
+            Wait::Forever => None,
+            Wait::For(limit) => Some(tokio::time::sleep(limit)),
+        });
+        std::future::poll_fn(|cx| {
+            if shut.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ending::ShutDown);
+            }
+            if let Poll::Ready(done) = work.as_mut().poll(cx) {
+                return Poll::Ready(Ending::Done(done));
+            }
+            match deadline.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(Ending::TimedOut),
+                _ => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Records the stream's first failure and returns it (or the earlier one).
@@ -269,21 +334,35 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// How a bounded wait ended.
+enum Ending<T> {
+    Done(T),
+    TimedOut,
+    ShutDown,
 }
 
-/// Reads at least one byte, and meanwhile pushes out what a timed-out send left queued
-/// (holding the writer only until that is done, so a sender is never kept waiting longer).
+/// Reads at least one byte, and meanwhile pushes out what a timed-out send left queued,
+/// now or while this waits (`flush_wanted`), holding the writer only until that is done and
+/// only when no sender holds it (a sender flushes by itself), so no sender waits longer.
 async fn read_while_flushing(
     reader: &mut ReadHalf<BoxStream>,
     buf: &mut [u8],
-    mut flush: Option<tokio::sync::MutexGuard<'_, WriteHalf<BoxStream>>>,
+    writer: &Mutex<WriteHalf<BoxStream>>,
     unflushed: &AtomicBool,
+    flush_wanted: &Notify,
 ) -> std::io::Result<usize> {
+    let mut told = Box::pin(flush_wanted.notified());
+    let mut flush: Option<tokio::sync::MutexGuard<'_, WriteHalf<BoxStream>>> = None;
     std::future::poll_fn(|cx| {
-        if let Some(writer) = flush.as_mut() {
-            if let Poll::Ready(done) = Pin::new(&mut **writer).poll_flush(cx) {
+        // Re-armed until pending, so a later notification wakes this task.
+        while told.as_mut().poll(cx).is_ready() {
+            told.set(flush_wanted.notified());
+        }
+        if flush.is_none() && unflushed.load(Ordering::Acquire) {
+            flush = writer.try_lock().ok();
+        }
+        if let Some(guard) = flush.as_mut() {
+            if let Poll::Ready(done) = Pin::new(&mut **guard).poll_flush(cx) {
                 // A failure here shows up again on the next send, which reports it.
                 if done.is_ok() {
                     unflushed.store(false, Ordering::Release);

@@ -18,6 +18,9 @@ pub enum Status {
     DTUN_TIMED_OUT = 1,
     /// `dtun_recv`: the collector ended the stream cleanly; `*received == 0`.
     DTUN_CLOSED = 2,
+    /// `dtun_send`/`dtun_recv`: `dtun_conn_shutdown` was called on the connection (now or
+    /// while the call waited); not an error. `dtun_close` it.
+    DTUN_SHUT_DOWN = 3,
     /// A NULL pointer, an unknown config key, a bad timeout, or misuse of a handle.
     DTUN_ERR_INVALID_ARGUMENT = 100,
     /// The configuration is unreadable, invalid or contradictory; the message names the key
@@ -57,6 +60,7 @@ impl Status {
             Status::DTUN_OK => c"DTUN_OK",
             Status::DTUN_TIMED_OUT => c"DTUN_TIMED_OUT",
             Status::DTUN_CLOSED => c"DTUN_CLOSED",
+            Status::DTUN_SHUT_DOWN => c"DTUN_SHUT_DOWN",
             Status::DTUN_ERR_INVALID_ARGUMENT => c"DTUN_ERR_INVALID_ARGUMENT",
             Status::DTUN_ERR_CONFIG => c"DTUN_ERR_CONFIG",
             Status::DTUN_ERR_RESOLVE => c"DTUN_ERR_RESOLVE",
@@ -80,10 +84,11 @@ impl Status {
     }
 
     /// Every status, in numeric order (for tests and tables).
-    pub const ALL: [Status; 17] = [
+    pub const ALL: [Status; 18] = [
         Status::DTUN_OK,
         Status::DTUN_TIMED_OUT,
         Status::DTUN_CLOSED,
+        Status::DTUN_SHUT_DOWN,
         Status::DTUN_ERR_INVALID_ARGUMENT,
         Status::DTUN_ERR_CONFIG,
         Status::DTUN_ERR_RESOLVE,
@@ -327,7 +332,7 @@ mod tests {
     #[test]
     fn status_numbers_are_the_contract() {
         let expected = [
-            0, 1, 2, 100, 101, 110, 111, 112, 120, 121, 122, 123, 124, 130, 131, 140, 199,
+            0, 1, 2, 3, 100, 101, 110, 111, 112, 120, 121, 122, 123, 124, 130, 131, 140, 199,
         ];
         let actual: Vec<i32> = Status::ALL.iter().map(|s| *s as i32).collect();
         assert_eq!(actual, expected);

@@ -119,6 +119,7 @@ fn status_of(outcome: &Result<Transfer, Error>) -> Status {
         Ok(Transfer::Complete) => Status::DTUN_OK,
         Ok(Transfer::TimedOut) => Status::DTUN_TIMED_OUT,
         Ok(Transfer::Closed) => Status::DTUN_CLOSED,
+        Ok(Transfer::ShutDown) => Status::DTUN_SHUT_DOWN,
         Err(e) => e.status(),
     }
 }

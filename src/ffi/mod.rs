@@ -213,10 +213,12 @@ pub unsafe extern "C" fn dtun_open(
 /// rest later). Accepted bytes are queued for the wire; a call with `len` 0 pushes out
 /// what a timed-out call left queued. `DTUN_ERR_IO`: the connection broke (reset, TLS
 /// error, peer gone). One thread may send while another receives on the same connection;
-/// two concurrent senders take turns, each within its own timeout. With TLS, accepted bytes
-/// may still be queued inside TLS when `DTUN_TIMED_OUT` is returned (even with
-/// `*sent == len`): the next `dtun_send`, or a `dtun_recv` waiting for the reply, pushes
-/// them out.
+/// two concurrent senders take turns, each within its own timeout (counted from its call,
+/// including the wait for its turn). With TLS, accepted bytes may still be queued inside TLS
+/// when `DTUN_TIMED_OUT` is returned (even with `*sent == len`): a `dtun_recv` waiting on
+/// another thread is told and pushes them out at once, else the next `dtun_send` or
+/// `dtun_recv` does. `DTUN_SHUT_DOWN`: `dtun_conn_shutdown` was called (before or during
+/// the call; `*sent` says what was accepted before it).
 #[no_mangle]
 pub unsafe extern "C" fn dtun_send(
     c: *mut dtun_conn,
@@ -240,7 +242,10 @@ pub unsafe extern "C" fn dtun_send(
 /// `DTUN_ERR_INVALID_ARGUMENT`). Blocks until at least one byte is available (then
 /// returns what is available, like POSIX `recv`), the timeout passes (`DTUN_TIMED_OUT`,
 /// `*received == 0`, the connection stays usable), or the collector ends the stream
-/// (`DTUN_CLOSED`, `*received == 0`). Bytes the proxy sent right behind its 2xx reply are
+/// (`DTUN_CLOSED`, `*received == 0`), or `dtun_conn_shutdown` is called (`DTUN_SHUT_DOWN`,
+/// `*received == 0`). Two concurrent receivers take turns, each within its own timeout
+/// (counted from its call, including the wait for its turn). Bytes the proxy sent right
+/// behind its 2xx reply are
 /// delivered first. `*received` is written whenever the arguments are valid (0 on errors).
 /// `cap` 0 returns `DTUN_OK` at once with `*received == 0`.
 #[no_mangle]
@@ -259,6 +264,21 @@ pub unsafe extern "C" fn dtun_recv(
         let (n, result) = conn.recv(data, wait);
         unsafe { *received = n };
         transfer_status(result)
+    })
+}
+
+/// Shuts a tunnel down for its callers, like POSIX `shutdown(SHUT_RDWR)`: every `dtun_send`
+/// and `dtun_recv` waiting on `c`, in any thread, returns `DTUN_SHUT_DOWN` at once (a send's
+/// `*sent` says what it had accepted), and so does every later one. Safe to call from any
+/// thread while others are in `dtun_send` or `dtun_recv` on `c`, and more than once. Does not
+/// block. This is how an agent stops a reader thread parked in `dtun_recv(DTUN_WAIT_FOREVER)`:
+/// shut down, join the thread, then `dtun_close` (which still sends close_notify, bounded).
+#[no_mangle]
+pub unsafe extern "C" fn dtun_conn_shutdown(c: *mut dtun_conn) -> Status {
+    guard(|| {
+        let conn = unsafe { dtun_conn::get(c) }?;
+        conn.shutdown();
+        Ok(Status::DTUN_OK)
     })
 }
 
@@ -409,6 +429,7 @@ fn transfer_status(result: crate::Result<Transfer>) -> Result<Status, Error> {
         Transfer::Complete => Status::DTUN_OK,
         Transfer::TimedOut => Status::DTUN_TIMED_OUT,
         Transfer::Closed => Status::DTUN_CLOSED,
+        Transfer::ShutDown => Status::DTUN_SHUT_DOWN,
     })
 }
 
@@ -564,7 +585,7 @@ mod tests {
             let n = unsafe { CStr::from_ptr(dtun_status_name(StatusArg(s as c_int))) };
             assert_eq!(n.to_str().unwrap(), s.name());
         }
-        for bad in [-1, 3, 99, 102, 200, i32::MAX] {
+        for bad in [-1, 4, 99, 102, 200, i32::MAX] {
             let n = unsafe { CStr::from_ptr(dtun_status_name(StatusArg(bad))) };
             assert_eq!(n.to_str().unwrap(), "DTUN_UNKNOWN");
         }

@@ -1,6 +1,6 @@
 /* Helpers shared by the C tests; see support.h. */
 
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE
 
 #include "support.h"
 
@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 void test_fail(const char *file, int line, const char *fmt, ...)
 {
@@ -450,4 +453,59 @@ void secrets_free(void)
     n_pieces = 0;
     cap_pieces = 0;
     n_secrets = 0;
+}
+
+long current_tid(void)
+{
+    return (long)syscall(SYS_gettid);
+}
+
+/* The number of the system call thread tid is blocked in (first field of
+ * /proc/self/task/TID/syscall), or -1 when it is running or cannot be read. */
+static long blocked_syscall(long tid)
+{
+    char path[64];
+    char line[256];
+    long nr = -1;
+    FILE *f;
+    (void)snprintf(path, sizeof path, "/proc/self/task/%ld/syscall", tid);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    if (fgets(line, sizeof line, f) != NULL && strncmp(line, "running", 7) != 0) {
+        nr = strtol(line, NULL, 10);
+    }
+    (void)fclose(f);
+    return nr;
+}
+
+static int is_wait_syscall(long nr, int futex_too)
+{
+#ifdef SYS_epoll_wait
+    if (nr == SYS_epoll_wait) {
+        return 1;
+    }
+#endif
+#ifdef SYS_epoll_pwait2
+    if (nr == SYS_epoll_pwait2) {
+        return 1;
+    }
+#endif
+    return nr == SYS_epoll_pwait || (futex_too && nr == SYS_futex);
+}
+
+void wait_until_blocked(long tid, int futex_too)
+{
+    int polls;
+    /* A bounded poll of a condition (30 s), not a guess of how long blocking takes. */
+    for (polls = 0; polls < 30000; polls++) {
+        struct timespec ms = {0, 1000000};
+        if (is_wait_syscall(blocked_syscall(tid), futex_too)) {
+            return;
+        }
+        (void)nanosleep(&ms, NULL);
+    }
+    test_fail(__FILE__, __LINE__, "thread %ld never blocked waiting (epoll_wait%s)", tid,
+              futex_too ? " or futex" : "");
 }

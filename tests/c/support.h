@@ -121,4 +121,13 @@ size_t secrets_count(void);
 /* Frees the collected secrets. */
 void secrets_free(void);
 
+/* The calling thread's kernel thread id. */
+long current_tid(void);
+
+/* Returns once thread tid (of this process) is blocked in epoll_wait, where a thread waiting
+ * inside the library for its sockets sleeps, or also in futex when futex_too (a second thread
+ * of the library's runtime waits for the first there); fails the test after 30 s. Reads
+ * /proc/self/task/TID/syscall: an observation, not a guess of how long it takes. */
+void wait_until_blocked(long tid, int futex_too);
+
 #endif /* DTUN_TEST_SUPPORT_H */

@@ -96,6 +96,7 @@ static void test_status_names(void)
         {DTUN_OK, 0, "DTUN_OK"},
         {DTUN_TIMED_OUT, 1, "DTUN_TIMED_OUT"},
         {DTUN_CLOSED, 2, "DTUN_CLOSED"},
+        {DTUN_SHUT_DOWN, 3, "DTUN_SHUT_DOWN"},
         {DTUN_ERR_INVALID_ARGUMENT, 100, "DTUN_ERR_INVALID_ARGUMENT"},
         {DTUN_ERR_CONFIG, 101, "DTUN_ERR_CONFIG"},
         {DTUN_ERR_RESOLVE, 110, "DTUN_ERR_RESOLVE"},
@@ -111,7 +112,7 @@ static void test_status_names(void)
         {DTUN_ERR_IO, 140, "DTUN_ERR_IO"},
         {DTUN_ERR_INTERNAL, 199, "DTUN_ERR_INTERNAL"},
     };
-    static const int not_statuses[] = {-1, 3, 99, 102, 141, 198, 200, 1000, INT_MAX};
+    static const int not_statuses[] = {-1, 4, 99, 102, 141, 198, 200, 1000, INT_MAX};
     dtun_config *out = SENTINEL_CONFIG;
     size_t i;
     for (i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {

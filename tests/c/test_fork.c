@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -32,7 +31,7 @@
 
 struct parked {
     dtun_conn *conn;
-    pid_t tid;
+    long tid;
     int started;
     int done;
     uint8_t buf[PARKED_BYTES];
@@ -45,7 +44,7 @@ static void *parked_reader(void *arg)
 {
     struct parked *p = (struct parked *)arg;
     pthread_mutex_lock(&p->lock);
-    p->tid = (pid_t)syscall(SYS_gettid);
+    p->tid = current_tid();
     p->started = 1;
     pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->lock);
@@ -62,53 +61,15 @@ static void *parked_reader(void *arg)
     return NULL;
 }
 
-/* Whether thread tid is blocked in epoll_wait (where a parked dtun_recv waits), read from
- * /proc: the first field of .../syscall is the number of the system call it is blocked in. */
-static int blocked_in_epoll(pid_t tid)
-{
-    char path[64];
-    char line[256];
-    long nr = -1;
-    FILE *f;
-    (void)snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
-    f = fopen(path, "r");
-    if (f == NULL) {
-        return 0;
-    }
-    if (fgets(line, sizeof line, f) != NULL) {
-        nr = strtol(line, NULL, 10);
-    }
-    (void)fclose(f);
-#ifdef SYS_epoll_wait
-    if (nr == SYS_epoll_wait) {
-        return 1;
-    }
-#endif
-#ifdef SYS_epoll_pwait2
-    if (nr == SYS_epoll_pwait2) {
-        return 1;
-    }
-#endif
-    return nr == SYS_epoll_pwait;
-}
-
 static void wait_until_parked(struct parked *p)
 {
-    int polls;
     pthread_mutex_lock(&p->lock);
     while (!p->started) {
         pthread_cond_wait(&p->changed, &p->lock);
     }
     pthread_mutex_unlock(&p->lock);
-    /* A bounded poll of a condition (30 s), not a guess of how long parking takes. */
-    for (polls = 0; polls < 30000; polls++) {
-        struct timespec ms = {0, 1000000};
-        if (blocked_in_epoll(p->tid)) {
-            return;
-        }
-        (void)nanosleep(&ms, NULL);
-    }
-    test_fail(__FILE__, __LINE__, "the reader thread never blocked in epoll_wait");
+    /* Alone in the library, the reader drives its own socket: it sleeps in epoll_wait. */
+    wait_until_blocked((long)p->tid, 0);
 }
 
 static int in_child(dtun_conn *inherited, dtun_config *inherited_cfg)

@@ -6,7 +6,7 @@
  * boundary, i.e. a bug in the library, and no correct input reaches one. A test-only hook
  * (compiled under cfg(test) only, so not in this library) makes the Rust unit test
  * `a_panic_inside_becomes_internal_with_words_and_void_calls_swallow_it` in src/ffi/mod.rs
- * panic inside exported functions, status-returning and void.)
+ * panic inside exported functions, status-returning and void.
  */
 
 #define _POSIX_C_SOURCE 200809L
@@ -27,6 +27,7 @@ static struct {
     {DTUN_OK, 1, 0},
     {DTUN_TIMED_OUT, 1, 0},
     {DTUN_CLOSED, 1, 0},
+    {DTUN_SHUT_DOWN, 1, 0},
     {DTUN_ERR_INVALID_ARGUMENT, 1, 0},
     {DTUN_ERR_CONFIG, 1, 0},
     {DTUN_ERR_RESOLVE, 1, 0},
@@ -111,6 +112,12 @@ static void ok_and_timed_out(void)
     test_note("%-28s recv with 200 ms on a silent collector", dtun_status_name(DTUN_TIMED_OUT));
     reached(DTUN_TIMED_OUT);
     echo_check(conn, 100, 7);
+    CHECK_OK(dtun_conn_shutdown(conn));
+    CHECK_STATUS(dtun_recv(conn, buf, sizeof buf, &n, DTUN_WAIT_FOREVER), DTUN_SHUT_DOWN);
+    CHECK(n == 0);
+    CHECK(strcmp(dtun_last_error(), "") == 0);
+    test_note("%-28s recv after dtun_conn_shutdown", dtun_status_name(DTUN_SHUT_DOWN));
+    reached(DTUN_SHUT_DOWN);
     dtun_close(conn);
 }
 
