@@ -42,6 +42,8 @@ impl Host {
             && ServerName::try_from(t).is_ok();
         if valid_name {
             Ok(Host::Name(t.to_owned()))
+        } else if let Some(why) = numeric_last_label(t) {
+            Err(format!("{key}: {why}"))
         } else {
             // A proxy written as a URL (`http://user:password@host:port`, as curl takes it)
             // carries credentials: show only what follows the last '@'.
@@ -70,6 +72,25 @@ impl Host {
     pub fn is_ip(&self) -> bool {
         matches!(self, Host::Ip(_))
     }
+}
+
+/// Why a name made of valid characters whose last label is all digits (`test.80`) is not a
+/// host name, or `None` for any other text: resolvers read such a name as an IPv4 address, and
+/// it is not a valid DNS name for TLS. Only a name of valid characters qualifies, so nothing
+/// quoted here can hide a credential.
+fn numeric_last_label(t: &str) -> Option<String> {
+    let plain = t
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    let last = t.trim_end_matches('.').rsplit('.').next()?;
+    if !plain || t.len() > 253 || last.is_empty() || !last.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(format!(
+        "\"{t}\" is not a host name: its last label \"{last}\" is all digits (a host name's \
+         last label must contain a letter; a numeric one reads as part of an IPv4 address), \
+         and it is not a valid IP address either"
+    ))
 }
 
 impl fmt::Display for Host {
@@ -104,6 +125,22 @@ mod tests {
             Host::parse("k", "10.0.0.1").unwrap().authority(80),
             "10.0.0.1:80"
         );
+    }
+
+    #[test]
+    fn an_all_digit_last_label_is_named_as_such() {
+        for (bad, last) in [("test.80", "80"), ("a.b.999", "999"), ("1.2.3.4.5", "5")] {
+            let e = Host::parse("collector", bad).unwrap_err();
+            assert!(e.starts_with("collector:"), "{e}");
+            assert!(
+                e.contains(&format!("last label \"{last}\" is all digits")),
+                "{e}"
+            );
+            assert!(!e.contains("neither a host name"), "{e}");
+        }
+        // Other junk keeps the general message.
+        let e = Host::parse("collector", "a b.80").unwrap_err();
+        assert!(e.contains("neither a host name"), "{e}");
     }
 
     #[test]
