@@ -252,6 +252,12 @@ enum dtun_status dtun_config_from_yaml(const char *yaml, size_t len, struct dtun
  * `DTUN_ERR_CONFIG`. On failure the config is unchanged. A relative CA path is resolved
  * against `root_dir` when it is set: set `root_dir` first, as a file does. Must not run while another
  * thread uses the same config; connections already open are not affected.
+ *
+ * Socket keys (every TCP socket of an open): `"tcp_keepalive_s"`, keepalive idle seconds
+ * before the first probe, 0 to 32767, 0 = off, default 60 (probes then every 10 s or the idle
+ * time if shorter, 6 of them); `"tcp_user_timeout_ms"`, `TCP_USER_TIMEOUT`: data or probes
+ * unacknowledged this long fail the connection (a send or recv then returns
+ * `DTUN_ERR_IO`), 0 = the kernel's default, default 120000.
  */
 enum dtun_status dtun_config_set(struct dtun_config *cfg, const char *key, const char *value);
 

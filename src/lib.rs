@@ -8,6 +8,7 @@
 pub mod config;
 pub mod conn;
 pub mod error;
+mod eyeballs;
 pub mod ffi;
 pub mod log;
 mod net;
@@ -15,6 +16,7 @@ pub mod plan;
 mod process;
 pub mod proxy;
 pub mod report;
+mod resolve;
 mod runtime;
 pub mod tls;
 pub mod tunnel;

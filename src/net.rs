@@ -6,14 +6,92 @@
 //! - Writing to a socket whose peer has gone raises SIGPIPE, whose default action ends the
 //!   process, and a C agent may keep that default. Every write here uses `send`/`sendmsg` with
 //!   `MSG_NOSIGNAL`, so the library never raises SIGPIPE and never touches signal masks.
+//! - A peer can vanish without a FIN (a host powered off, a NAT entry dropped). Every socket
+//!   gets TCP keepalive (`tcp_keepalive_s` idle, then a probe every [`KEEPALIVE_INTERVAL`]
+//!   at most, [`KEEPALIVE_PROBES`] probes) and `TCP_USER_TIMEOUT` (`tcp_user_timeout_ms`):
+//!   data or probes left unacknowledged that long fail the connection, so a blocked send or
+//!   recv sees an error in bounded time. Set before `connect`, so they hold from the start.
 
 use std::io::{self, IoSlice};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::plan::TcpOptions;
+
+/// The longest pause between keepalive probes (shorter when the idle time is shorter).
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Unanswered keepalive probes before the connection fails (when no user timeout ends it
+/// first).
+pub(crate) const KEEPALIVE_PROBES: i32 = 6;
+
+/// Sets keepalive and `TCP_USER_TIMEOUT` on a socket, as `tcp` says.
+pub fn set_tcp_options(fd: &impl AsRawFd, tcp: &TcpOptions) -> io::Result<()> {
+    let fd = fd.as_raw_fd();
+    let secs = |d: Duration| i32::try_from(d.as_secs().max(1)).unwrap_or(i32::MAX);
+    match tcp.keepalive_idle {
+        Some(idle) => {
+            setsockopt(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1, "SO_KEEPALIVE")?;
+            setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_KEEPIDLE,
+                secs(idle),
+                "TCP_KEEPIDLE",
+            )?;
+            let interval = secs(idle.min(KEEPALIVE_INTERVAL));
+            setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_KEEPINTVL,
+                interval,
+                "TCP_KEEPINTVL",
+            )?;
+            setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_KEEPCNT,
+                KEEPALIVE_PROBES,
+                "TCP_KEEPCNT",
+            )?;
+        }
+        None => setsockopt(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 0, "SO_KEEPALIVE")?,
+    }
+    if let Some(limit) = tcp.user_timeout {
+        let ms = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX);
+        setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            ms,
+            "TCP_USER_TIMEOUT",
+        )?;
+    }
+    Ok(())
+}
+
+fn setsockopt(fd: RawFd, level: i32, name: i32, value: i32, what: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe a live `c_int`.
+    let done = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        let e = io::Error::last_os_error();
+        Err(io::Error::new(e.kind(), format!("{what}: {e}")))
+    }
+}
 
 /// How much one `recvfrom` may bring in.
 const READ_BUFFER: usize = 64 * 1024;
@@ -128,6 +206,57 @@ impl AsyncWrite for Socket {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn option(fd: RawFd, level: i32, name: i32) -> i32 {
+        let mut value: i32 = -1;
+        let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+        // SAFETY: value and len are live and sized for a c_int.
+        let r =
+            unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut i32).cast(), &mut len) };
+        assert_eq!(r, 0);
+        value
+    }
+
+    #[test]
+    fn keepalive_and_user_timeout_are_set_as_configured() {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = socket.as_raw_fd();
+        let on = TcpOptions {
+            keepalive_idle: Some(Duration::from_secs(60)),
+            user_timeout: Some(Duration::from_millis(120_000)),
+        };
+        set_tcp_options(&socket, &on).unwrap();
+        assert_eq!(option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+        assert_eq!(option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE), 60);
+        assert_eq!(option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL), 10);
+        assert_eq!(option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT), 6);
+        assert_eq!(
+            option(fd, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
+            120_000
+        );
+
+        let short = TcpOptions {
+            keepalive_idle: Some(Duration::from_secs(2)),
+            user_timeout: None,
+        };
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        set_tcp_options(&other, &short).unwrap();
+        assert_eq!(
+            option(other.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+            2
+        );
+        assert_eq!(
+            option(other.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
+            0
+        );
+
+        let off = TcpOptions {
+            keepalive_idle: None,
+            user_timeout: None,
+        };
+        set_tcp_options(&socket, &off).unwrap();
+        assert_eq!(option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 0);
+    }
 
     #[test]
     fn reads_through_the_buffer_and_writes_after_the_peer_left_fail() {

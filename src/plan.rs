@@ -38,6 +38,27 @@ pub struct ProxyHop {
     secrets: Vec<Secret>,
 }
 
+/// The options of every TCP socket an open makes (`tcp_keepalive_s`, `tcp_user_timeout_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpOptions {
+    /// Keepalive probes after this long idle; `None`: keepalive off.
+    pub keepalive_idle: Option<std::time::Duration>,
+    /// `TCP_USER_TIMEOUT`; `None`: the kernel's default.
+    pub user_timeout: Option<std::time::Duration>,
+}
+
+impl TcpOptions {
+    /// The options of a checked configuration.
+    pub fn of(s: &Settings) -> TcpOptions {
+        let nonzero =
+            |n: u32, unit: fn(u64) -> std::time::Duration| (n > 0).then(|| unit(n.into()));
+        TcpOptions {
+            keepalive_idle: nonzero(s.tcp_keepalive_s, std::time::Duration::from_secs),
+            user_timeout: nonzero(s.tcp_user_timeout_ms, std::time::Duration::from_millis),
+        }
+    }
+}
+
 /// What one open does, in order.
 pub struct Plan {
     /// The collector's host, sent to the proxy as written.
@@ -48,6 +69,8 @@ pub struct Plan {
     pub collector_tls: Option<TlsHop>,
     /// The proxy, when one is configured.
     pub proxy: Option<ProxyHop>,
+    /// The options of the TCP socket.
+    pub tcp: TcpOptions,
 }
 
 impl Plan {
@@ -102,6 +125,7 @@ impl Plan {
             collector_port: s.collector_port,
             collector_tls,
             proxy,
+            tcp: TcpOptions::of(s),
         })
     }
 

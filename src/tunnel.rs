@@ -118,7 +118,7 @@ pub async fn establish(plan: &Plan, progress: &mut Progress) -> Result<BoxStream
     };
     let addrs = resolve(what, first_host, first_port).await?;
     progress.enter(Stage::Connect);
-    let tcp = connect_any(what, first_host, first_port, &addrs, progress).await?;
+    let tcp = connect_any(what, first_host, first_port, &addrs, plan.tcp, progress).await?;
     let mut stream: BoxStream = Box::new(Socket::new(tcp));
 
     if let Some(proxy) = &plan.proxy {
@@ -143,7 +143,7 @@ async fn resolve(what: &str, host: &Host, port: u16) -> Result<Vec<SocketAddr>> 
     match host {
         Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, port)]),
         Host::Name(name) => {
-            let found = tokio::net::lookup_host((name.as_str(), port))
+            let found = crate::resolve::lookup(name)
                 .await
                 .map_err(|e| {
                     Error::new(
@@ -152,6 +152,8 @@ async fn resolve(what: &str, host: &Host, port: u16) -> Result<Vec<SocketAddr>> 
                         format!("cannot resolve {what} host {name}: {e}"),
                     )
                 })?
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, port))
                 .collect::<Vec<_>>();
             if found.is_empty() {
                 return Err(Error::new(
@@ -165,64 +167,35 @@ async fn resolve(what: &str, host: &Host, port: u16) -> Result<Vec<SocketAddr>> 
     }
 }
 
-/// How long one address may take to accept TCP when others remain to be tried.
-const CONNECT_ATTEMPT: Duration = Duration::from_secs(2);
-
-/// Tries every address in the resolver's order until one connects.
+/// Races the addresses (Happy Eyeballs, see [`crate::eyeballs`]) until one connects.
 async fn connect_any(
     what: &str,
     host: &Host,
     port: u16,
     addrs: &[SocketAddr],
+    tcp: crate::plan::TcpOptions,
     progress: &mut Progress,
 ) -> Result<TcpStream> {
-    let mut failures = Vec::new();
-    for (i, addr) in addrs.iter().enumerate() {
-        // An address that never answers (a black-holed IPv6 route) must not eat the whole
-        // open deadline while another address would connect at once: every address but the
-        // last gets a bounded attempt.
-        let attempt = TcpStream::connect(addr);
-        let connected = if i + 1 < addrs.len() {
-            match tokio::time::timeout(CONNECT_ATTEMPT, attempt).await {
-                Ok(done) => done,
-                Err(_) => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "no answer in {} s, trying the next address",
-                        CONNECT_ATTEMPT.as_secs()
-                    ),
-                )),
-            }
-        } else {
-            attempt.await
-        };
-        match connected {
-            Ok(tcp) => {
-                // Small writes (a CONNECT head, a handshake flight, an agent message) must
-                // leave at once: Nagle would hold them for the peer's delayed ACK.
-                tcp.set_nodelay(true).map_err(|e| {
-                    Error::new(
-                        Stage::Connect,
-                        ErrorKind::Connect,
-                        format!("TCP_NODELAY: {e}"),
-                    )
-                })?;
-                progress.peer = Some(*addr);
-                progress.local = tcp.local_addr().ok();
-                return Ok(tcp);
-            }
-            Err(e) => failures.push(format!("{addr}: {e}")),
+    match crate::eyeballs::connect(addrs, tcp).await {
+        Ok((tcp, addr)) => {
+            progress.peer = Some(addr);
+            progress.local = tcp.local_addr().ok();
+            Ok(tcp)
         }
+        Err(failures) => Err(Error::new(
+            Stage::Connect,
+            ErrorKind::Connect,
+            format!(
+                "TCP connection to {what} {} failed ({})",
+                host.authority(port),
+                failures
+                    .iter()
+                    .map(|(addr, e)| format!("{addr}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        )),
     }
-    Err(Error::new(
-        Stage::Connect,
-        ErrorKind::Connect,
-        format!(
-            "TCP connection to {what} {} failed ({})",
-            host.authority(port),
-            failures.join("; ")
-        ),
-    ))
 }
 
 async fn tls_handshake(

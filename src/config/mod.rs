@@ -27,13 +27,23 @@ use crate::plan::Plan;
 pub const DEFAULT_COLLECTOR: &str = "collector.sysdigcloud.com";
 /// Default collector port.
 pub const DEFAULT_COLLECTOR_PORT: u16 = 6443;
+/// Default `tcp_keepalive_s`: keepalive probes after this many idle seconds.
+pub(crate) const DEFAULT_TCP_KEEPALIVE_S: u32 = 60;
+/// Default `tcp_user_timeout_ms`: unacknowledged data fails the connection after this long.
+pub(crate) const DEFAULT_TCP_USER_TIMEOUT_MS: u32 = 120_000;
+/// The largest `tcp_keepalive_s` (the kernel's limit for `TCP_KEEPIDLE`).
+pub(crate) const MAX_TCP_KEEPALIVE_S: u32 = 32_767;
+/// The largest `tcp_user_timeout_ms` (the kernel takes an `int`).
+pub(crate) const MAX_TCP_USER_TIMEOUT_MS: u32 = i32::MAX as u32;
 /// Default `root_dir`, against which relative CA paths are resolved.
 pub const DEFAULT_ROOT_DIR: &str = "/opt/draios";
 
 /// Every key `dtun_config_set` accepts, in dotted form.
-pub const KEYS: [&str; 13] = [
+pub const KEYS: [&str; 15] = [
     "collector",
     "collector_port",
+    "tcp_keepalive_s",
+    "tcp_user_timeout_ms",
     "ssl",
     "ssl_verify_certificate",
     "ca_certificate",
@@ -81,6 +91,10 @@ pub struct Settings {
     pub ca: Option<CaFile>,
     /// `root_dir`.
     pub root_dir: PathBuf,
+    /// `tcp_keepalive_s`: keepalive idle seconds; 0: off.
+    pub tcp_keepalive_s: u32,
+    /// `tcp_user_timeout_ms`: `TCP_USER_TIMEOUT`; 0: the kernel's default.
+    pub tcp_user_timeout_ms: u32,
     /// `http_proxy`.
     pub proxy: ProxySettings,
 }
@@ -94,6 +108,8 @@ impl Default for Settings {
             verify: true,
             ca: None,
             root_dir: PathBuf::from(DEFAULT_ROOT_DIR),
+            tcp_keepalive_s: DEFAULT_TCP_KEEPALIVE_S,
+            tcp_user_timeout_ms: DEFAULT_TCP_USER_TIMEOUT_MS,
             proxy: ProxySettings {
                 host: String::new(),
                 port: 0,
@@ -132,6 +148,20 @@ impl Settings {
                     defaults.collector_port
                 } else {
                     port(key, text, false)?
+                }
+            }
+            "tcp_keepalive_s" => {
+                self.tcp_keepalive_s = if null {
+                    defaults.tcp_keepalive_s
+                } else {
+                    whole_number(key, text, MAX_TCP_KEEPALIVE_S)?
+                }
+            }
+            "tcp_user_timeout_ms" => {
+                self.tcp_user_timeout_ms = if null {
+                    defaults.tcp_user_timeout_ms
+                } else {
+                    whole_number(key, text, MAX_TCP_USER_TIMEOUT_MS)?
                 }
             }
             "ssl" => self.ssl = null_or(null, true, || boolean(key, text))?,
@@ -387,6 +417,23 @@ fn boolean(key: &str, text: &str) -> Result<bool> {
     scalar::parse_bool(text).ok_or_else(|| {
         Error::config(format!(
             "{key}: expected a boolean (true/false/yes/no/on/off), found {}",
+            scalar::describe(text)
+        ))
+    })
+}
+
+/// A whole number from 0 to `max` (an empty text, as `dtun_config_set` passes to restore
+/// the default, never gets here: it is YAML null).
+fn whole_number(key: &str, text: &str, max: u32) -> Result<u32> {
+    let t = text.trim();
+    let parsed = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        t.parse::<u32>().ok().filter(|n| *n <= max)
+    } else {
+        None
+    };
+    parsed.ok_or_else(|| {
+        Error::config(format!(
+            "{key}: expected a whole number from 0 to {max}, found {}",
             scalar::describe(text)
         ))
     })

@@ -30,6 +30,8 @@ pub struct Snapshot {
     pub ca: Option<CaSnapshot>,
     /// `root_dir`.
     pub root_dir: PathBuf,
+    /// `tcp_keepalive_s` and `tcp_user_timeout_ms`.
+    pub tcp: (u32, u32),
     /// `http_proxy.proxy_host`.
     pub proxy_host: String,
     /// `http_proxy.proxy_port`.
@@ -119,6 +121,7 @@ impl Snapshot {
             verify: s.verify,
             ca: s.ca.as_ref().map(ca),
             root_dir: s.root_dir.clone(),
+            tcp: (s.tcp_keepalive_s, s.tcp_user_timeout_ms),
             proxy_host: s.proxy.host.clone(),
             proxy_port: s.proxy.port,
             proxy_user: s.proxy.user.clone(),

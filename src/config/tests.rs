@@ -161,6 +161,8 @@ fn assert_defaults(cfg: &TunnelConfig) {
     assert!(s.proxy.verify);
     assert!(s.proxy.ca.is_none());
     assert!(!s.uses_proxy());
+    assert_eq!(s.tcp_keepalive_s, 60);
+    assert_eq!(s.tcp_user_timeout_ms, 120_000);
 
     // Direct TLS to the default collector, its certificate verified against its name.
     let plan = cfg.plan();
@@ -1650,6 +1652,8 @@ fn filled(dir: &TempDir, tls: bool) -> TunnelConfig {
         ("http_proxy.ssl", tls.into()),
         ("http_proxy.ssl_verify_certificate", "off".into()),
         ("http_proxy.ca_certificate", proxy_ca.display().to_string()),
+        ("tcp_keepalive_s", "30".into()),
+        ("tcp_user_timeout_ms", "5000".into()),
     ] {
         cfg.set(key, &value)
             .unwrap_or_else(|e| panic!("set {key}: {e:?}"));
@@ -1998,6 +2002,8 @@ fn every_documented_key_can_be_set() {
         "http_proxy.ssl_verify_certificate",
         "http_proxy.ca_certificate",
         "root_dir",
+        "tcp_keepalive_s",
+        "tcp_user_timeout_ms",
     ];
     let mut cfg = TunnelConfig::new().unwrap();
     for key in documented {
@@ -2088,4 +2094,40 @@ fn a_password_typed_into_another_key_is_not_quoted_back() {
     let mut cfg = TunnelConfig::from_yaml("http_proxy:\n  proxy_password: Zq9secretZq9\n").unwrap();
     let e = cfg.set("collector_port", "Zq9secretZq9").unwrap_err();
     assert!(!e.message().contains("Zq9secret"), "{e}");
+}
+
+#[test]
+fn tcp_keys_take_whole_numbers_leniently_and_name_the_key_otherwise() {
+    let cfg = TunnelConfig::from_yaml("tcp_keepalive_s: 0\ntcp_user_timeout_ms: '1000'\n").unwrap();
+    assert_eq!(cfg.settings().tcp_keepalive_s, 0);
+    assert_eq!(cfg.settings().tcp_user_timeout_ms, 1000);
+    let plan = cfg.plan();
+    assert_eq!(plan.tcp.keepalive_idle, None);
+    assert_eq!(
+        plan.tcp.user_timeout,
+        Some(std::time::Duration::from_millis(1000))
+    );
+
+    let cfg = TunnelConfig::from_yaml("tcp_user_timeout_ms: 0").unwrap();
+    assert_eq!(cfg.plan().tcp.user_timeout, None);
+    assert_eq!(
+        cfg.plan().tcp.keepalive_idle,
+        Some(std::time::Duration::from_secs(60))
+    );
+
+    for (key, bad) in [
+        ("tcp_keepalive_s", "-1"),
+        ("tcp_keepalive_s", "32768"),
+        ("tcp_keepalive_s", "1.5"),
+        ("tcp_keepalive_s", "soon"),
+        ("tcp_user_timeout_ms", "4294967296"),
+        ("tcp_user_timeout_ms", "2147483648"),
+    ] {
+        let mut cfg = TunnelConfig::new().unwrap();
+        let e = cfg.set(key, bad).unwrap_err();
+        assert_eq!(e.status(), Status::DTUN_ERR_CONFIG, "{key} {bad}");
+        assert!(e.message().starts_with(key), "{e}");
+        let e = TunnelConfig::from_yaml(&format!("{key}: {bad}")).unwrap_err();
+        assert!(e.message().contains(key), "{e}");
+    }
 }

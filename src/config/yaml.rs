@@ -17,6 +17,8 @@ pub(crate) struct RawFile {
     pub ssl_verify_certificate: Option<Scalar>,
     pub ca_certificate: Option<Scalar>,
     pub root_dir: Option<Scalar>,
+    pub tcp_keepalive_s: Option<Scalar>,
+    pub tcp_user_timeout_ms: Option<Scalar>,
     pub http_proxy: Option<RawProxy>,
 }
 
@@ -57,6 +59,8 @@ impl RawFile {
             ("ssl", t(self.ssl)),
             ("ssl_verify_certificate", t(self.ssl_verify_certificate)),
             ("ca_certificate", t(self.ca_certificate)),
+            ("tcp_keepalive_s", t(self.tcp_keepalive_s)),
+            ("tcp_user_timeout_ms", t(self.tcp_user_timeout_ms)),
             ("http_proxy.proxy_host", t(p.proxy_host)),
             ("http_proxy.proxy_port", t(p.proxy_port)),
             ("http_proxy.proxy_user", t(p.proxy_user)),
