@@ -285,6 +285,9 @@ pub fn hint(plan: &Plan, progress: &Progress, e: &Error) -> String {
         ErrorKind::ProxyProtocol if !progress.proxy_answered && proxy.is_some_and(|p| p.tls.is_none()) => format!(
             "the proxy at {proxy_at} closed the connection without answering CONNECT: if that port expects TLS (as squid's https_port does), set http_proxy.ssl: true; otherwise check http_proxy.proxy_host and http_proxy.proxy_port"
         ),
+        ErrorKind::ProxyProtocol if progress.proxy_status.as_ref().is_some_and(|(code, _)| *code == 101) => format!(
+            "the service at {proxy_at} answered CONNECT with 101 Switching Protocols, which opens no tunnel: check that http_proxy.proxy_host and http_proxy.proxy_port name an HTTP proxy that supports CONNECT"
+        ),
         ErrorKind::ProxyProtocol => format!("the service at {proxy_at} did not answer as an HTTP proxy: check http_proxy.proxy_host and http_proxy.proxy_port"),
         ErrorKind::Io => "the connection broke: reconnect".into(),
     }

@@ -279,7 +279,8 @@ async fn send_connect(
     let (head, rest) = loop {
         let n = stream.read(&mut buf).await.map_err(io_err)?;
         if n == 0 {
-            return Err(protocol_error(plan, peer, &parser.eof().to_string()));
+            let why = with_interim(parser.eof().to_string(), parser.interim_replies());
+            return Err(protocol_error(plan, peer, &why));
         }
         first_bytes.get_or_insert_with(|| buf[..n.min(2)].to_vec());
         progress.proxy_answered = true;
@@ -293,9 +294,19 @@ async fn send_connect(
                     format!("proxy {peer} answered CONNECT with TLS: its port expects TLS (http_proxy.ssl: true)"),
                 ))
             }
-            Err(e) => return Err(protocol_error(plan, peer, &e.to_string())),
+            Err(e) => {
+                let why = with_interim(e.to_string(), parser.interim_replies());
+                return Err(protocol_error(plan, peer, &why));
+            }
         }
     };
+    if parser.interim_replies() > 0 {
+        crate::dtun_log!(
+            DTUN_LOG_DEBUG,
+            "proxy {peer} sent {} interim (1xx) replies before its final reply",
+            parser.interim_replies()
+        );
+    }
     let reason = plan.redact_and_shorten(&head.reason, 80);
     progress.proxy_status = Some((head.code, reason.clone()));
     let status_line = head.status_line_with(&reason);
@@ -330,6 +341,11 @@ async fn send_connect(
                 format!("proxy {peer} answered {status_line} to CONNECT {target}: {sent}; the proxy offers: {offered}"),
             ))
         }
+        Outcome::SwitchedProtocols => Err(Error::new(
+            Stage::ProxyConnect,
+            ErrorKind::ProxyProtocol,
+            format!("proxy {peer} answered {status_line} to CONNECT {target}: a switch to another protocol, which CONNECT never asks for, is no tunnel"),
+        )),
         Outcome::Refused => Err(Error::new(
             Stage::ProxyConnect,
             ErrorKind::ProxyRefused {
@@ -345,6 +361,15 @@ async fn send_connect(
 /// plain text.
 fn looks_like_tls_record(first: &[u8]) -> bool {
     matches!(first, [0x15 | 0x16, 0x03, ..] | [0x15 | 0x16])
+}
+
+/// A parse error's text, with the interim replies that came before it, if any.
+fn with_interim(why: String, interim: usize) -> String {
+    match interim {
+        0 => why,
+        1 => format!("{why} (after 1 interim 1xx reply)"),
+        n => format!("{why} (after {n} interim 1xx replies)"),
+    }
 }
 
 fn protocol_error(plan: &Plan, peer: &str, why: &str) -> Error {

@@ -390,3 +390,97 @@ fn hints_for_resolve_and_connect() {
     assert_eq!(stage, "tcp connect");
     assert!(hint.contains("collector_port"), "{hint}");
 }
+
+/// A scripted proxy answering `reply` to CONNECT, and a config through it to a plain
+/// collector (`ssl: false`), so that the bytes behind the reply are the tunnel's.
+fn scripted(reply: Vec<u8>) -> (ScriptedProxy, Yaml) {
+    let p = ScriptedProxy::start(move |_| reply);
+    let yaml = Yaml::collector(6443).plain_collector().proxy(p.port());
+    (p, yaml)
+}
+
+#[test]
+fn interim_replies_before_the_200_are_skipped() {
+    let (p, yaml) = scripted(
+        b"HTTP/1.1 100 Continue\r\n\r\n\
+          HTTP/1.1 102 Processing\r\nProxy-Authenticate: NTLM\r\n\r\n\
+          HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n\
+          HTTP/1.1 200 Connection established\r\n\r\nfirst tunnel bytes"
+            .to_vec(),
+    );
+    let (conn, report, _) = timed_report_of(&yaml, OPEN_WAIT);
+    let conn = conn.expect("the final 200 opens the tunnel");
+    assert_eq!(
+        report.get("proxy.status_code"),
+        Some("200"),
+        "{}",
+        report.text()
+    );
+    assert_eq!(
+        report.get("proxy.status_reason"),
+        Some("Connection established")
+    );
+    assert_eq!(recv_exact(&conn, 18), b"first tunnel bytes");
+    conn.close();
+    assert!(p.finish().is_some_and(|head| head.starts_with("CONNECT ")));
+}
+
+#[test]
+fn interim_replies_before_a_407_count_the_407() {
+    let (_p, yaml) = scripted(
+        b"HTTP/1.1 100 Continue\r\nProxy-Authenticate: NTLM\r\n\r\n\
+          HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"x\"\r\n\r\n"
+            .to_vec(),
+    );
+    let (stage, _, report) = failure(&yaml, Status::DTUN_ERR_PROXY_AUTH, OPEN_WAIT);
+    assert_eq!(stage, "proxy connect");
+    assert_eq!(report.get("proxy.status_code"), Some("407"));
+    assert_eq!(report.get("proxy.auth_schemes"), Some("Basic"));
+}
+
+#[test]
+fn endless_interim_replies_stop_at_the_64_kib_cap() {
+    // More 100 Continue than fit in 64 KiB, and never a final reply.
+    let (_p, yaml) = scripted(b"HTTP/1.1 100 Continue\r\n\r\n".repeat(3000));
+    let (stage, hint, report) = failure(&yaml, Status::DTUN_ERR_PROXY_PROTOCOL, OPEN_WAIT);
+    assert_eq!(stage, "proxy connect");
+    let message = report.get("message").unwrap();
+    assert!(
+        message.contains("64 KiB") && message.contains("interim 1xx replies"),
+        "{message}"
+    );
+    assert!(hint.contains("http_proxy.proxy_port"), "{hint}");
+    assert!(report.get("proxy.status_code").is_none());
+}
+
+#[test]
+fn interim_replies_then_close_is_cut_short() {
+    let (_p, yaml) = scripted(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec());
+    let (_, _, report) = failure(&yaml, Status::DTUN_ERR_PROXY_PROTOCOL, OPEN_WAIT);
+    let message = report.get("message").unwrap();
+    assert!(
+        message.contains("connection closed") && message.contains("after 1 interim 1xx reply"),
+        "{message}"
+    );
+}
+
+#[test]
+fn switching_protocols_is_a_protocol_error() {
+    let (_p, yaml) = scripted(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\
+          HTTP/1.1 200 Connection established\r\n\r\n"
+            .to_vec(),
+    );
+    let (stage, hint, report) = failure(&yaml, Status::DTUN_ERR_PROXY_PROTOCOL, OPEN_WAIT);
+    assert_eq!(stage, "proxy connect");
+    assert_eq!(report.get("proxy.status_code"), Some("101"));
+    let message = report.get("message").unwrap();
+    assert!(
+        message.contains("HTTP/1.1 101 Switching Protocols"),
+        "{message}"
+    );
+    assert!(
+        hint.contains("101 Switching Protocols") && hint.contains("CONNECT"),
+        "{hint}"
+    );
+}

@@ -1,13 +1,22 @@
 //! The incremental parser of the proxy's reply to CONNECT.
 //!
 //! Fed any split of the bytes (one at a time included), it answers "need more", a complete
-//! reply head plus the bytes that followed it (the first bytes of the tunnel), or an error.
-//! It never holds more than [`MAX_REPLY_HEAD`] bytes of head, and rejects a reply that is not
-//! HTTP as soon as the first bytes show it.
+//! final reply head plus the bytes that followed it (the first bytes of the tunnel), or an
+//! error. It rejects a reply that is not HTTP as soon as the first bytes show it.
+//!
+//! Interim replies (`1xx`, RFC 9110 15.2: `100 Continue`, `102 Processing`, `103 Early
+//! Hints`, any other `1xx`) are skipped, their headers unread; only the final reply counts.
+//! `101 Switching Protocols` is the exception: it is a final reply (RFC 9110 15.2.2: the
+//! connection speaks another protocol after it), and since CONNECT never asks for an
+//! `Upgrade` it is a protocol error, not a tunnel: [`Outcome::SwitchedProtocols`].
+//!
+//! [`MAX_REPLY_HEAD`] bounds every head together, interim ones included, so an endless
+//! stream of `100 Continue` ends in [`ParseError::TooLarge`] like endless headers do.
 
 use std::fmt;
 
-/// The largest reply head accepted, blank line included.
+/// The largest reply head accepted, blank line included: the total of every head, the
+/// skipped interim (`1xx`) heads and the final one.
 pub const MAX_REPLY_HEAD: usize = 64 * 1024;
 
 /// The parts of a reply head that matter for CONNECT.
@@ -15,7 +24,7 @@ pub const MAX_REPLY_HEAD: usize = 64 * 1024;
 pub struct ReplyHead {
     /// The minor HTTP version: 0 for `HTTP/1.0`, 1 for `HTTP/1.1`.
     pub minor_version: u8,
-    /// The status code, 100..=999.
+    /// The status code: 101 or 200..=999 (other `1xx` are interim replies, skipped).
     pub code: u16,
     /// The reason phrase, lossily decoded, control characters replaced, not shortened
     /// (it may echo credentials: redact before showing, then shorten).
@@ -31,6 +40,10 @@ pub enum Outcome {
     Tunnel,
     /// 407 (or 401, as tinyproxy answers wrong credentials): the proxy wants (other) credentials.
     AuthRequired,
+    /// `101 Switching Protocols`: the proxy switched the connection to a protocol nobody
+    /// asked for (CONNECT sends no `Upgrade`), so what follows is no tunnel; a protocol
+    /// error.
+    SwitchedProtocols,
     /// Any other status.
     Refused,
 }
@@ -43,8 +56,15 @@ impl ReplyHead {
             // 407 is the proxy's own auth challenge; tinyproxy answers wrong credentials
             // with 401, which to the agent means the same: the proxy wants other credentials.
             401 | 407 => Outcome::AuthRequired,
+            101 => Outcome::SwitchedProtocols,
             _ => Outcome::Refused,
         }
+    }
+
+    /// Whether this is an interim reply, skipped while waiting for the final one: any `1xx`
+    /// but `101`.
+    pub fn is_interim(&self) -> bool {
+        is_interim(self.code)
     }
 
     /// The status line as `HTTP/1.x CODE REASON`.
@@ -90,12 +110,18 @@ impl fmt::Display for ParseError {
     }
 }
 
-/// Incremental parser state: the head bytes so far.
+/// Incremental parser state: the bytes of the head being read, and what the skipped interim
+/// heads took of the cap.
 #[derive(Debug, Default)]
 pub struct ReplyParser {
     head: Vec<u8>,
     /// Where to resume searching for the blank line.
     scanned: usize,
+    /// Bytes of the interim heads already skipped for the reply being read: they count
+    /// against [`MAX_REPLY_HEAD`].
+    skipped: usize,
+    /// How many interim heads were skipped before the last final reply (or so far).
+    interim: usize,
 }
 
 impl ReplyParser {
@@ -104,42 +130,71 @@ impl ReplyParser {
         ReplyParser::default()
     }
 
-    /// How many head bytes are buffered (never more than [`MAX_REPLY_HEAD`]).
+    /// How many head bytes are buffered (never more than [`MAX_REPLY_HEAD`], less what the
+    /// skipped interim heads took).
     pub fn buffered(&self) -> usize {
         self.head.len()
     }
 
-    /// Feeds the next bytes. `Ok(None)`: need more. `Ok(Some((head, rest)))`: the reply is
-    /// complete and `rest` holds the bytes that followed it, which belong to the tunnel.
-    pub fn feed(&mut self, data: &[u8]) -> Result<Option<(ReplyHead, Vec<u8>)>, ParseError> {
-        let room = MAX_REPLY_HEAD - self.head.len();
-        let take = data.len().min(room);
-        self.head.extend_from_slice(&data[..take]);
-        let end = find_head_end(&self.head, self.scanned);
-        // Only the head is checked: the bytes after the blank line belong to the tunnel and
-        // may hold anything (a TLS record's NUL bytes).
-        check_status_prefix(&self.head[..end.unwrap_or(self.head.len())])?;
-        match end {
-            Some(end) => {
-                let mut rest = self.head.split_off(end);
-                rest.extend_from_slice(&data[take..]);
-                let head = parse_head(&self.head)?;
-                self.head.clear();
-                self.scanned = 0;
-                Ok(Some((head, rest)))
-            }
-            None if self.head.len() >= MAX_REPLY_HEAD => Err(ParseError::TooLarge),
-            None => {
+    /// How many interim (`1xx`) replies were skipped: so far, or before the final reply
+    /// once [`ReplyParser::feed`] returned it.
+    pub fn interim_replies(&self) -> usize {
+        self.interim
+    }
+
+    /// Feeds the next bytes. `Ok(None)`: need more. `Ok(Some((head, rest)))`: the final reply
+    /// is complete and `rest` holds the bytes that followed it, which belong to the tunnel.
+    /// Interim replies in between are skipped.
+    pub fn feed(&mut self, mut data: &[u8]) -> Result<Option<(ReplyHead, Vec<u8>)>, ParseError> {
+        if self.head.is_empty() && self.skipped == 0 && !data.is_empty() {
+            // The first bytes of a new reply.
+            self.interim = 0;
+        }
+        loop {
+            let room = MAX_REPLY_HEAD - self.skipped - self.head.len();
+            let take = data.len().min(room);
+            self.head.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            let end = find_head_end(&self.head, self.scanned);
+            // Only the head is checked: the bytes after the blank line belong to the tunnel
+            // (or to the next head, checked in its turn) and may hold anything (a TLS
+            // record's NUL bytes).
+            check_status_prefix(&self.head[..end.unwrap_or(self.head.len())])?;
+            let Some(end) = end else {
+                if self.skipped + self.head.len() >= MAX_REPLY_HEAD {
+                    return Err(ParseError::TooLarge);
+                }
                 self.scanned = self.head.len();
-                Ok(None)
+                return Ok(None);
+            };
+            let mut rest = self.head.split_off(end);
+            let head = parse_head(&self.head)?;
+            if head.is_interim() {
+                // Skipped; what follows is the next head, within what is left of the cap.
+                self.skipped += end;
+                self.interim += 1;
+                self.head = rest;
+                self.scanned = 0;
+                continue;
             }
+            rest.extend_from_slice(data);
+            self.head.clear();
+            self.scanned = 0;
+            self.skipped = 0;
+            return Ok(Some((head, rest)));
         }
     }
 
-    /// The error for a stream that ended before the reply was complete.
+    /// The error for a stream that ended before the final reply was complete.
     pub fn eof(&self) -> ParseError {
-        ParseError::CutShort(self.head.len())
+        ParseError::CutShort(self.skipped + self.head.len())
     }
+}
+
+/// An interim status (RFC 9110 15.2): `1xx`, except `101 Switching Protocols`, which ends
+/// the exchange.
+fn is_interim(code: u16) -> bool {
+    (100..200).contains(&code) && code != 101
 }
 
 /// Finds the index just past the blank line (`\r\n\r\n` or a bare `\n\n`), searching from a

@@ -317,7 +317,6 @@ fn other_statuses_are_refusals_with_code_and_reason() {
         (405, "Method Not Allowed"),
         (301, "Moved Permanently"),
         (300, "Multiple Choices"),
-        (199, "Odd"),
         (999, "Very Odd"),
     ] {
         let input = format!(
@@ -330,6 +329,210 @@ fn other_statuses_are_refusals_with_code_and_reason() {
         // What followed the head is handed back; the caller refuses the tunnel anyway.
         assert_eq!(rest, b"<h1>");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Interim replies (1xx): skipped, only the final reply counts (RFC 9110 15.2)
+
+#[test]
+fn interim_100_continue_is_skipped() {
+    let (h, rest) =
+        parse_ok(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 Connection established\r\n\r\nTUNNEL");
+    assert_eq!(h, head(1, 200, "Connection established", &[]));
+    assert_eq!(h.outcome(), Outcome::Tunnel);
+    assert_eq!(rest, b"TUNNEL");
+}
+
+#[test]
+fn several_interim_replies_with_headers_are_skipped() {
+    // 102 and 103 with headers (a Proxy-Authenticate in an interim reply is not a
+    // challenge), an unknown 1xx, in both line-end styles and both versions, then a 407.
+    let input = b"HTTP/1.1 100 Continue\r\n\r\n\
+        HTTP/1.1 102 Processing\r\nProxy-Authenticate: NTLM\r\n\r\n\
+        HTTP/1.1 103 Early Hints\nLink: </style.css>; rel=preload\n\n\
+        HTTP/1.0 199 Odd\r\nX-A: b\r\n\r\n\
+        HTTP/1.1 407 Proxy Authentication Required\r\n\
+        Proxy-Authenticate: Basic realm=\"x\"\r\n\r\n";
+    let (h, rest) = parse_ok(input);
+    assert_eq!(h, head(1, 407, "Proxy Authentication Required", &["Basic"]));
+    assert_eq!(h.outcome(), Outcome::AuthRequired);
+    assert!(rest.is_empty());
+
+    let (h, rest) = parse_ok(b"HTTP/1.0 100 Continue\n\nHTTP/1.0 200 OK\n\n\x16\x03\x03");
+    assert_eq!(h, head(0, 200, "OK", &[]));
+    assert_eq!(rest, b"\x16\x03\x03");
+}
+
+#[test]
+fn interim_replies_are_counted() {
+    let mut p = ReplyParser::new();
+    assert_eq!(
+        p.feed(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102"),
+        Ok(None)
+    );
+    assert_eq!(p.interim_replies(), 1);
+    let (h, rest) = p
+        .feed(b" Processing\r\n\r\nHTTP/1.1 200 OK\r\n\r\nT")
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.code, 200);
+    assert_eq!(rest, b"T");
+    assert_eq!(p.interim_replies(), 2, "kept once the final reply came");
+    assert_eq!(p.buffered(), 0);
+
+    let mut p = ReplyParser::new();
+    p.feed(b"HTTP/1.1 200 OK\r\n\r\n").unwrap().unwrap();
+    assert_eq!(p.interim_replies(), 0);
+}
+
+#[test]
+fn switching_protocols_is_a_final_reply_and_no_tunnel() {
+    // 101 is not interim: the connection would speak another protocol after it. CONNECT
+    // never asks for an Upgrade, so this is a protocol error, whatever follows.
+    let (h, rest) = parse_ok(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\
+          HTTP/1.1 200 OK\r\n\r\n",
+    );
+    assert_eq!(h, head(1, 101, "Switching Protocols", &[]));
+    assert!(!h.is_interim());
+    assert_eq!(h.outcome(), Outcome::SwitchedProtocols);
+    assert_eq!(rest, b"HTTP/1.1 200 OK\r\n\r\n");
+
+    // After an interim reply too.
+    let (h, _) = parse_ok(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\n\r\n");
+    assert_eq!(h.outcome(), Outcome::SwitchedProtocols);
+}
+
+#[test]
+fn which_codes_are_interim() {
+    for code in [100u16, 102, 103, 150, 199] {
+        assert!(head(1, code, "", &[]).is_interim(), "{code}");
+    }
+    for code in [101u16, 200, 204, 299, 407, 500, 999] {
+        assert!(!head(1, code, "", &[]).is_interim(), "{code}");
+    }
+}
+
+#[test]
+fn what_follows_an_interim_reply_is_checked_like_a_first_reply() {
+    for input in [
+        &b"HTTP/1.1 100 Continue\r\n\r\nSSH-2.0-OpenSSH_9.2p1\r\n"[..],
+        b"HTTP/1.1 100 Continue\r\n\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2000 OK\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/2 200\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 O\0K\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\n\x16\x03\x03\x00\x02\x02\x28",
+        b"HTTP/1.1 1000 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+        b"HTTP/1.1 100 Con\0tinue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+    ] {
+        assert_malformed(input);
+    }
+}
+
+#[test]
+fn eof_after_interim_replies_only_is_cut_short() {
+    assert_eq!(
+        parse_err(b"HTTP/1.1 100 Continue\r\n\r\n"),
+        ParseError::CutShort(25)
+    );
+    assert_eq!(
+        parse_err(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 20"),
+        ParseError::CutShort(36)
+    );
+}
+
+/// Interim heads (`100 Continue` with filler headers) of `total` bytes in all.
+fn interim_heads_of_exactly(total: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        let left = total - out.len();
+        let one = left.min(1000);
+        // The smallest interim head, "HTTP/1.1 100 C\r\nX: \r\n\r\n", is 25 bytes: leave no
+        // remainder shorter than that.
+        let one = if left - one != 0 && left - one < 25 {
+            left - 25
+        } else {
+            one
+        };
+        let mut h = b"HTTP/1.1 100 Continue\r\nX: ".to_vec();
+        assert!(one >= h.len() + 4, "{one}");
+        h.resize(one - 4, b'c');
+        h.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(h.len(), one);
+        out.extend_from_slice(&h);
+    }
+    assert_eq!(out.len(), total);
+    out
+}
+
+#[test]
+fn interim_and_final_heads_of_exactly_64_kib_in_all_parse() {
+    let last = b"HTTP/1.1 200 Connection established\r\n\r\n";
+    let mut input = interim_heads_of_exactly(MAX_REPLY_HEAD - last.len());
+    input.extend_from_slice(last);
+    input.extend_from_slice(b"TUNNEL");
+    let (h, rest) = parse_large(&input).expect("64 KiB of heads in all is within the cap");
+    assert_eq!(h, head(1, 200, "Connection established", &[]));
+    assert_eq!(rest, b"TUNNEL");
+}
+
+#[test]
+fn interim_and_final_heads_one_byte_over_64_kib_are_too_large() {
+    let last = b"HTTP/1.1 200 Connection established\r\n\r\n";
+    let mut input = interim_heads_of_exactly(MAX_REPLY_HEAD + 1 - last.len());
+    input.extend_from_slice(last);
+    assert_eq!(parse_large(&input), Err(ParseError::TooLarge));
+}
+
+#[test]
+fn endless_100_continue_stops_at_the_cap() {
+    let line = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut p = ReplyParser::new();
+    let mut fed = 0usize;
+    loop {
+        match p.feed(line) {
+            Ok(None) => {
+                fed += line.len();
+                assert!(fed < MAX_REPLY_HEAD, "no error after {fed} bytes");
+                assert_eq!(p.interim_replies(), fed / line.len());
+            }
+            Err(ParseError::TooLarge) => {
+                assert!(fed + line.len() >= MAX_REPLY_HEAD, "{fed}");
+                break;
+            }
+            other => panic!("after {fed} bytes: {other:?}"),
+        }
+        assert!(p.buffered() <= MAX_REPLY_HEAD);
+    }
+    for _ in 0..3 {
+        assert_eq!(p.feed(line), Err(ParseError::TooLarge));
+        assert!(p.buffered() <= line.len());
+    }
+
+    // In one huge read: the same error, nothing held past the cap.
+    let many = line.repeat(10_000);
+    let mut p = ReplyParser::new();
+    assert_eq!(p.feed(&many), Err(ParseError::TooLarge));
+    assert!(p.buffered() <= line.len());
+    assert_eq!(p.interim_replies(), MAX_REPLY_HEAD / line.len());
+}
+
+#[test]
+fn endless_100_continue_one_byte_at_a_time_fails_exactly_at_the_cap() {
+    let line = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let input = line.repeat(MAX_REPLY_HEAD / line.len() + 2);
+    let mut p = ReplyParser::new();
+    for (i, b) in input.iter().enumerate() {
+        match p.feed(std::slice::from_ref(b)) {
+            Ok(None) => assert!(i + 1 < MAX_REPLY_HEAD, "byte {i}"),
+            Err(ParseError::TooLarge) => {
+                assert_eq!(i + 1, MAX_REPLY_HEAD, "TooLarge at byte {i}");
+                return;
+            }
+            other => panic!("byte {i}: {other:?}"),
+        }
+    }
+    panic!("no TooLarge");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -707,6 +910,8 @@ fn prefix() -> impl Strategy<Value = Vec<u8>> {
         b"HTTP/1.0 407 Proxy Authentication Required\r\n",
         b"HTTP/1.1 ",
         b"HTTP/1.",
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 ",
     ])
     .prop_map(|p| p.to_vec())
 }
@@ -729,11 +934,11 @@ fn pieces<'a>(input: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
     out
 }
 
-/// A valid reply head with a 2xx status, its version and code.
-fn valid_2xx_head() -> impl Strategy<Value = (Vec<u8>, u8, u16)> {
+/// A valid reply head with this status: version, reason, headers, line ends chosen freely.
+fn valid_head(code: impl Strategy<Value = u16>) -> impl Strategy<Value = (Vec<u8>, u8, u16)> {
     (
         0u8..=1,
-        200u16..=299,
+        code,
         "[A-Za-z ]{0,20}",
         prop::collection::vec("[A-Za-z-]{1,12}: [ -~]{0,30}", 0..4),
         any::<bool>(),
@@ -752,6 +957,22 @@ fn valid_2xx_head() -> impl Strategy<Value = (Vec<u8>, u8, u16)> {
             }
             h.push_str(eol);
             (h.into_bytes(), minor, code)
+        })
+}
+
+/// A valid reply head with a 2xx status, after up to three interim (`1xx` but 101) heads;
+/// its version and code, and how many interim heads came first.
+fn valid_2xx_head() -> impl Strategy<Value = (Vec<u8>, u8, u16, usize)> {
+    let interim = prop_oneof![Just(100u16), 102u16..=199];
+    (
+        prop::collection::vec(valid_head(interim), 0..4),
+        valid_head(200u16..=299),
+    )
+        .prop_map(|(interims, (last, minor, code))| {
+            let count = interims.len();
+            let mut h: Vec<u8> = interims.into_iter().flat_map(|(h, _, _)| h).collect();
+            h.extend_from_slice(&last);
+            (h, minor, code, count)
         })
 }
 
@@ -793,13 +1014,23 @@ proptest! {
 
     #[test]
     fn valid_reply_with_any_suffix_gives_the_exact_suffix(
-        (head_bytes, minor, code) in valid_2xx_head(),
+        (head_bytes, minor, code, interim) in valid_2xx_head(),
         suffix in prop::collection::vec(any::<u8>(), 0..300),
         raw_cuts in prop::collection::vec(any::<usize>(), 0..6),
     ) {
         let mut input = head_bytes.clone();
         input.extend_from_slice(&suffix);
         let cuts = cuts(input.len(), &raw_cuts);
+        let mut p = ReplyParser::new();
+        let mut at = 0;
+        for piece in pieces(&input, &cuts) {
+            at += piece.len();
+            if p.feed(piece).map_err(|e| TestCaseError::fail(format!("{e:?}")))?.is_some() {
+                break;
+            }
+        }
+        prop_assert!(at >= head_bytes.len());
+        prop_assert_eq!(p.interim_replies(), interim);
         for result in [drive(pieces(&input, &cuts)), drive([&input[..]]), drive(input.chunks(1))] {
             let (h, rest) = result.map_err(|e| {
                 TestCaseError::fail(format!("{:?}: {e:?}", String::from_utf8_lossy(&input)))
