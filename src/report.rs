@@ -276,8 +276,14 @@ pub fn hint(plan: &Plan, progress: &Progress, e: &Error) -> String {
                 (true, false) => format!("the proxy asks for {offered}, and this library speaks only Basic: ask for a Basic-auth account or an exception for this host"),
             }
         }
-        ErrorKind::ProxyRefused { code, .. } => match code {
+        ErrorKind::ProxyRefused { code, reason } => match code {
             403 => format!("the proxy's ACL refused CONNECT to {collector}; many proxies allow CONNECT only to port 443: ask for port {} to be allowed for this host", plan.collector_port),
+            // Squid and Apache Traffic Server answer 500 when they cannot resolve or reach
+            // the target; a 500 is generic, so its reason phrase goes with the hint.
+            500 => {
+                let answered = if reason.is_empty() { code.to_string() } else { format!("{code} {reason}") };
+                format!("the proxy could not reach the collector {collector} (it answered {answered}): check collector and collector_port, and the proxy's own DNS and network")
+            }
             502..=504 => format!("the proxy could not reach the collector {collector}: check collector and collector_port, and the proxy's own DNS and network"),
             _ => format!("the proxy refused CONNECT to {collector} with status {code}: see its administrator"),
         },

@@ -484,3 +484,32 @@ fn switching_protocols_is_a_protocol_error() {
         "{hint}"
     );
 }
+
+#[test]
+fn hint_for_500_says_the_proxy_could_not_reach_the_collector_with_its_reason() {
+    // Squid's answer when it cannot resolve the collector, and Apache Traffic Server's.
+    for (reply, answered) in [
+        (
+            &b"HTTP/1.1 500 Internal Server Error\r\nServer: squid/5.7\r\n\
+               X-Squid-Error: ERR_DNS_FAIL 0\r\nContent-Length: 0\r\n\r\n"[..],
+            "500 Internal Server Error",
+        ),
+        (
+            b"HTTP/1.1 500 Cannot find server.\r\nContent-Length: 0\r\n\r\n",
+            "500 Cannot find server.",
+        ),
+        (b"HTTP/1.1 500\r\n\r\n", "500"),
+    ] {
+        let (_p, yaml) = scripted(reply.to_vec());
+        let (stage, hint, report) = failure(&yaml, Status::DTUN_ERR_PROXY_REFUSED, OPEN_WAIT);
+        assert_eq!(stage, "proxy connect");
+        assert_eq!(report.get("proxy.status_code"), Some("500"));
+        assert!(
+            hint.starts_with("the proxy could not reach the collector localhost:6443")
+                && hint.contains(&format!("(it answered {answered})"))
+                && hint.contains("collector_port")
+                && hint.contains("the proxy's own DNS"),
+            "{hint}"
+        );
+    }
+}
