@@ -198,6 +198,9 @@ pub enum CertProblem {
     WrongName,
     /// Another certificate problem (revoked, bad signature, wrong usage...).
     Other,
+    /// Nothing to verify it against: the side trusts the system store (no CA file is set)
+    /// and the system store holds no certificate (none found, or unreadable).
+    NoTrustAnchors,
 }
 
 /// What a rejected certificate said about itself, for hints.
@@ -211,6 +214,8 @@ pub struct CertDetail {
     pub expected_name: Option<String>,
     /// The names it holds.
     pub presented_names: Vec<String>,
+    /// For [`CertProblem::NoTrustAnchors`]: the places the system store was looked for.
+    pub trust_store_tried: Option<String>,
 }
 
 /// A failure, with its stage, kind and a message in words.

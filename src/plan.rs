@@ -20,6 +20,9 @@ pub struct TlsHop {
     pub name: ServerName<'static>,
     /// Whether the certificate is verified.
     pub verify: bool,
+    /// Whether it is verified against the system store (no CA file set), which the tunnel
+    /// makes sure is loaded before the handshake ([`tls::system_trust`]).
+    pub system_store: bool,
 }
 
 /// The proxy hop.
@@ -81,6 +84,7 @@ impl Plan {
                 config: tls::client_config(s.ca.as_ref(), s.verify)?,
                 name: tls::server_name(&s.collector)?,
                 verify: s.verify,
+                system_store: tls::uses_system_store(s.ca.as_ref(), s.verify),
             })
         } else {
             None
@@ -93,6 +97,7 @@ impl Plan {
                     config: tls::client_config(s.proxy.ca.as_ref(), s.proxy.verify)?,
                     name: tls::server_name(&host)?,
                     verify: s.proxy.verify,
+                    system_store: tls::uses_system_store(s.proxy.ca.as_ref(), s.proxy.verify),
                 })
             } else {
                 None

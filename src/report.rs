@@ -265,6 +265,10 @@ pub fn hint(plan: &Plan, progress: &Progress, e: &Error) -> String {
                     detail.expected_name.unwrap_or_else(|| "the configured name".into())
                 ),
                 CertProblem::Other => format!("the {side}'s certificate was rejected: see the message; {ca_key} sets the CA to trust"),
+                CertProblem::NoTrustAnchors => format!(
+                    "the system trust store is empty (tried {}): install the distribution's CA certificates (Debian: ca-certificates), point SSL_CERT_FILE or SSL_CERT_DIR at them, or set {ca_key} to the PEM file of the CA that signed the certificate of the {side}; the next open reads the system store again",
+                    detail.trust_store_tried.as_deref().unwrap_or("its usual places")
+                ),
             }
         }
         ErrorKind::ProxyAuth { schemes } => {

@@ -1,15 +1,20 @@
 //! rustls client configurations, one per side (proxy, collector), built once per config and
 //! fully independent: trust roots, verification and SNI of one side never leak into the other.
 //!
-//! Trust is the side's CA file when set, else the system store (read once per process).
+//! Trust is the side's CA file when set, else the system store. The system store is read at
+//! the first handshake that needs it and kept for the life of the process only once a read
+//! found certificates: a failed read (nothing found, or unreadable) is not remembered, so the
+//! next open reads again ([`system_trust`]).
 //! Verification off is an explicit verifier that accepts any certificate but still checks
 //! the handshake signatures, so the session keys are at least bound to the presented key.
 
 use std::io;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use once_cell::sync::Lazy;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
@@ -19,20 +24,253 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use crate::config::{CaFile, Host};
 use crate::error::{CertDetail, CertProblem, Error, ErrorKind, Result, Stage};
 
-/// The system's trust store, loaded on first use and kept for the life of the process.
-static SYSTEM_ROOTS: Lazy<Arc<RootCertStore>> = Lazy::new(|| {
+/// The verifier over the system's trust store, once a read of the store found certificates.
+static SYSTEM_VERIFIER: Mutex<Option<Arc<WebPkiServerVerifier>>> = Mutex::new(None);
+
+/// Why the system store gave no trust anchor: where it was looked for, and what failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmptyStore {
+    /// The places tried, in words (`SSL_CERT_FILE=...`, the distribution's files and folders).
+    pub tried: String,
+    /// What went wrong reading them, if anything (unreadable files, unparsable certificates).
+    pub errors: Vec<String>,
+}
+
+/// The verifier over the system store: the cached one, or one built from a fresh read of the
+/// store, cached only when that read found at least one certificate.
+fn system_verifier() -> std::result::Result<Arc<WebPkiServerVerifier>, EmptyStore> {
+    cached_or_load(&SYSTEM_VERIFIER, || {
+        load_system_store().and_then(|roots| {
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| EmptyStore {
+                    tried: places_tried(),
+                    errors: vec![e.to_string()],
+                })
+        })
+    })
+}
+
+/// The cached value, else `load()`'s, kept only on success. One load at a time: opens that
+/// start together while the store is unread wait for the first read instead of repeating it.
+fn cached_or_load<T: Clone, E>(
+    cache: &Mutex<Option<T>>,
+    load: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    let mut cached = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(value) = cached.as_ref() {
+        return Ok(value.clone());
+    }
+    let value = load()?;
+    *cached = Some(value.clone());
+    Ok(value)
+}
+
+/// Reads the system store as `rustls-native-certs` finds it; an error when it holds no
+/// usable certificate.
+fn load_system_store() -> std::result::Result<RootCertStore, EmptyStore> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    if added > 0 {
         crate::dtun_log!(
-            DTUN_LOG_WARN,
-            "no system CA certificates found ({} errors): every certificate will be untrusted unless ca_certificate is set",
+            DTUN_LOG_DEBUG,
+            "system trust store: {added} CA certificates ({ignored} unparsable, {} read errors)",
             found.errors.len()
         );
+        return Ok(roots);
     }
-    Arc::new(roots)
-});
+    let mut errors: Vec<String> = found.errors.iter().take(3).map(|e| e.to_string()).collect();
+    if found.errors.len() > 3 {
+        errors.push(format!("{} more errors", found.errors.len() - 3));
+    }
+    if ignored > 0 {
+        errors.push(format!("{ignored} certificates found could not be parsed"));
+    }
+    Err(EmptyStore {
+        tried: places_tried(),
+        errors,
+    })
+}
+
+/// The distribution files `rustls-native-certs` (through `openssl-probe`) reads the first
+/// existing one of, on Linux, when neither `SSL_CERT_FILE` nor `SSL_CERT_DIR` is set.
+#[cfg(target_os = "linux")]
+const DISTRIBUTION_FILES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/tls/cacert.pem",
+    "/etc/ssl/cert.pem",
+    "/opt/etc/ssl/certs/ca-certificates.crt",
+    "/etc/ssl/certs/cacert.pem",
+];
+
+/// The distribution folders it reads every existing one of, on Linux.
+#[cfg(target_os = "linux")]
+const DISTRIBUTION_DIRS: &[&str] = &[
+    "/etc/ssl/certs",
+    "/etc/pki/tls/certs",
+    "/etc/security/certificates",
+];
+
+/// Where the system store was looked for, in words, following `rustls-native-certs`:
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` when either is set (and nothing else), else the
+/// distribution's usual files and folders.
+pub fn places_tried() -> String {
+    let file = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+    let dirs: Vec<PathBuf> = std::env::var_os("SSL_CERT_DIR")
+        .map(|dirs| {
+            std::env::split_paths(&dirs)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if file.is_some() || !dirs.is_empty() {
+        let file = match &file {
+            Some(path) => format!("SSL_CERT_FILE={}", shown(path)),
+            None => "SSL_CERT_FILE (not set)".to_owned(),
+        };
+        let dirs = if dirs.is_empty() {
+            "SSL_CERT_DIR (not set)".to_owned()
+        } else {
+            let list: Vec<String> = dirs.iter().map(|d| shown(d)).collect();
+            format!("SSL_CERT_DIR={}", list.join(":"))
+        };
+        return format!(
+            "{file} and {dirs}; the distribution's places are not searched when either is set"
+        );
+    }
+    format!(
+        "SSL_CERT_FILE and SSL_CERT_DIR (neither set), then {}",
+        distribution_places()
+    )
+}
+
+#[cfg(target_os = "linux")]
+fn distribution_places() -> String {
+    let file = DISTRIBUTION_FILES
+        .iter()
+        .map(Path::new)
+        .find(|path| path.exists());
+    let dirs = DISTRIBUTION_DIRS
+        .iter()
+        .map(Path::new)
+        .filter(|p| p.exists());
+    let found: Vec<String> = file.into_iter().chain(dirs).map(shown).collect();
+    if found.is_empty() {
+        format!(
+            "the distribution's usual places, none of which exists ({}, and the folders {})",
+            DISTRIBUTION_FILES.join(", "),
+            DISTRIBUTION_DIRS.join(", ")
+        )
+    } else {
+        format!("the distribution's places found: {}", found.join(", "))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn distribution_places() -> String {
+    "the operating system's trust store".to_owned()
+}
+
+/// A path as shown in a message, with `(missing)` when nothing is there.
+fn shown(path: &Path) -> String {
+    if path.exists() {
+        path.display().to_string()
+    } else {
+        format!("{} (missing)", path.display())
+    }
+}
+
+/// Makes sure the system store can be used for a side's handshake: loads it when it is not
+/// loaded yet. Its error, when the store holds no certificate, says which places were tried;
+/// the next call tries again.
+pub fn system_trust(stage: Stage, peer: &str) -> Result<()> {
+    let Err(empty) = system_verifier() else {
+        return Ok(());
+    };
+    let (side, ca_key) = if stage == Stage::ProxyTls {
+        ("proxy", "http_proxy.ca_certificate")
+    } else {
+        ("collector", "ca_certificate")
+    };
+    let errors = if empty.errors.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", empty.errors.join("; "))
+    };
+    Err(Error::new(
+        stage,
+        ErrorKind::Certificate(CertProblem::NoTrustAnchors),
+        format!(
+            "TLS to {side} {peer}: no certificate can be verified: the system trust store is empty{errors}; tried {}; {ca_key} is not set",
+            empty.tried
+        ),
+    )
+    .with_cert_detail(CertDetail {
+        trust_store_tried: Some(empty.tried),
+        ..CertDetail::default()
+    }))
+}
+
+/// The certificate verifier of a side that trusts the system store: the store is read at
+/// the first handshake (see [`system_trust`], which the tunnel calls first and which makes
+/// the errors), not when the configuration is loaded.
+#[derive(Debug)]
+struct SystemStoreVerifier(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for SystemStoreVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let verifier = system_verifier().map_err(|empty| {
+            rustls::Error::General(format!(
+                "the system trust store is empty; tried {}",
+                empty.tried
+            ))
+        })?;
+        verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
 
 fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: Lazy<Arc<CryptoProvider>> =
@@ -40,23 +278,30 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::clone(&PROVIDER)
 }
 
-/// Builds the client config of one side: trust from `ca` (else the system store), and
-/// certificate verification on or off.
+/// Whether a side with these settings trusts the system store (and so must call
+/// [`system_trust`] before its handshake).
+pub fn uses_system_store(ca: Option<&CaFile>, verify: bool) -> bool {
+    verify && ca.is_none()
+}
+
+/// Builds the client config of one side: trust from `ca` (else the system store, read at the
+/// first handshake), and certificate verification on or off.
 pub fn client_config(ca: Option<&CaFile>, verify: bool) -> Result<Arc<ClientConfig>> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::internal(format!("TLS setup failed: {e}")))?;
-    let config = if verify {
-        let roots = match ca {
-            Some(file) => file.roots(),
-            None => Arc::clone(&SYSTEM_ROOTS),
-        };
-        builder.with_root_certificates(roots).with_no_client_auth()
-    } else {
-        builder
+    let config = match (verify, ca) {
+        (true, Some(file)) => builder
+            .with_root_certificates(file.roots())
+            .with_no_client_auth(),
+        (true, None) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SystemStoreVerifier(provider())))
+            .with_no_client_auth(),
+        (false, _) => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
-            .with_no_client_auth()
+            .with_no_client_auth(),
     };
     Ok(Arc::new(config))
 }
@@ -136,7 +381,7 @@ pub fn handshake_error(stage: Stage, peer: &str, err: &io::Error) -> Error {
                 CertProblem::Untrusted => "untrusted issuer",
                 CertProblem::Expired => "expired or not yet valid",
                 CertProblem::WrongName => "wrong name",
-                CertProblem::Other => "invalid",
+                CertProblem::Other | CertProblem::NoTrustAnchors => "invalid",
             };
             Error::new(
                 stage,
@@ -294,6 +539,32 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 #[cfg(test)]
 mod tests {
     use super::utc_date_time;
+
+    #[test]
+    fn only_a_successful_load_is_cached() {
+        let cache = std::sync::Mutex::new(None);
+        let mut loads = 0;
+        let mut load = |result: Result<u32, &'static str>| {
+            loads += 1;
+            move || result
+        };
+        assert_eq!(
+            super::cached_or_load(&cache, load(Err("empty"))),
+            Err("empty")
+        );
+        // A failure is not remembered: the next call loads again.
+        assert_eq!(
+            super::cached_or_load(&cache, load(Err("still empty"))),
+            Err("still empty")
+        );
+        assert_eq!(super::cached_or_load(&cache, load(Ok(7))), Ok(7));
+        assert_eq!(loads, 3);
+        // A success is: later calls do not load.
+        let again = super::cached_or_load(&cache, || -> Result<u32, &str> {
+            panic!("loaded again after a success")
+        });
+        assert_eq!(again, Ok(7));
+    }
 
     #[test]
     fn presented_names_lose_their_notation() {

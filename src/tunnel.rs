@@ -216,6 +216,9 @@ async fn tls_handshake(
             "certificate verification is off for the {side} {peer}: the connection is encrypted but the {side} is not authenticated"
         );
     }
+    if hop.system_store {
+        tls::system_trust(stage, peer)?;
+    }
     let connector = TlsConnector::from(hop.config.clone());
     match connector.connect(hop.name.clone(), stream).await {
         Ok(tls) => {
