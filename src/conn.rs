@@ -7,6 +7,7 @@
 //! [`Connection::shutdown`], so no call outlives its timeout and a shutdown ends them all.
 
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -64,9 +65,12 @@ pub enum Transfer {
 
 /// An open tunnel to the collector (`dtun_conn`).
 pub struct Connection {
-    /// Async locks: a caller waiting for its turn does so under its own timeout.
-    reader: Mutex<ReadHalf<BoxStream>>,
-    writer: Mutex<WriteHalf<BoxStream>>,
+    /// Async locks: a caller waiting for its turn does so under its own timeout. Dropped by
+    /// hand: in a forked child they are leaked (see Drop).
+    reader: ManuallyDrop<Mutex<ReadHalf<BoxStream>>>,
+    writer: ManuallyDrop<Mutex<WriteHalf<BoxStream>>>,
+    /// The process generation the connection was opened in.
+    generation: u64,
     /// A send timed out with bytes possibly still queued in a TLS layer: a recv pushes them
     /// out while it waits, so a reply that needs them can come.
     unflushed: AtomicBool,
@@ -144,8 +148,9 @@ impl Connection {
                 );
                 let (reader, writer) = tokio::io::split(stream);
                 let conn = Connection {
-                    reader: Mutex::new(reader),
-                    writer: Mutex::new(writer),
+                    reader: ManuallyDrop::new(Mutex::new(reader)),
+                    writer: ManuallyDrop::new(Mutex::new(writer)),
+                    generation: crate::process::generation(),
                     unflushed: AtomicBool::new(false),
                     flush_wanted: Notify::new(),
                     shut: AtomicBool::new(false),
@@ -314,15 +319,25 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        // Inside an async context block_on would panic; the socket still closes on drop.
-        if tokio::runtime::Handle::try_current().is_ok() {
+        // Opened in the parent of this forked child: the socket and TLS state are the
+        // parent's too (close_notify would corrupt its stream, deregistering the socket would
+        // remove the parent's registration from the epoll instance both share). Leak them.
+        if self.generation != crate::process::generation() {
             return;
         }
-        let writer = self.writer.get_mut();
-        let _ = runtime::block_on(async {
-            let _ = tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await;
-        });
-        crate::dtun_log!(DTUN_LOG_DEBUG, "tunnel closed ({})", self.route());
+        // Inside an async context block_on would panic; the socket still closes on drop.
+        if tokio::runtime::Handle::try_current().is_err() {
+            let writer = self.writer.get_mut();
+            let _ = runtime::block_on(async {
+                let _ = tokio::time::timeout(CLOSE_GRACE, writer.shutdown()).await;
+            });
+            crate::dtun_log!(DTUN_LOG_DEBUG, "tunnel closed ({})", self.route());
+        }
+        // SAFETY: dropped once, here, and never used again.
+        unsafe {
+            ManuallyDrop::drop(&mut self.writer);
+            ManuallyDrop::drop(&mut self.reader);
+        }
     }
 }
 

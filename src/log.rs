@@ -59,6 +59,8 @@ pub type Sink = Box<dyn Fn(LogLevel, &str) + Send + Sync>;
 struct Installed {
     sink: Option<Arc<Sink>>,
     in_flight: usize,
+    /// Of `in_flight`, the calls that are themselves waiting in [`set_logger`].
+    waiting_inside: usize,
     /// The process generation `in_flight` counts calls of.
     generation: u64,
 }
@@ -69,6 +71,7 @@ impl Installed {
         if self.generation != generation {
             self.generation = generation;
             self.in_flight = 0;
+            self.waiting_inside = 0;
         }
     }
 }
@@ -78,6 +81,7 @@ static MAX_LEVEL: AtomicU8 = AtomicU8::new(0);
 static INSTALLED: Mutex<Installed> = Mutex::new(Installed {
     sink: None,
     in_flight: 0,
+    waiting_inside: 0,
     generation: 0,
 });
 static CALL_ENDED: Condvar = Condvar::new();
@@ -114,12 +118,17 @@ pub fn set_logger(sink: Option<Sink>, max_level: LogLevel) {
     let level = if sink.is_some() { max_level as u8 } else { 0 };
     let old = std::mem::replace(&mut slot.sink, sink.map(Arc::new));
     MAX_LEVEL.store(level, Ordering::Release);
+    // A call made from inside the callback cannot wait for its own call, nor for another
+    // thread's callback that is itself waiting here: those end only after this returns.
     let own = usize::from(in_callback());
-    while slot.in_flight > own {
+    slot.waiting_inside += own;
+    CALL_ENDED.notify_all();
+    while slot.in_flight > slot.waiting_inside {
         slot = CALL_ENDED
             .wait(slot)
             .unwrap_or_else(|poisoned| poisoned.into_inner());
     }
+    slot.waiting_inside -= own;
     drop(slot);
     drop(old);
 }
@@ -169,16 +178,51 @@ fn deliver(level: LogLevel, message: &str) {
             _ => return,
         }
     };
-    IN_CALLBACK.set(true);
-    sink(level, message);
-    IN_CALLBACK.set(false);
-    drop(sink);
-    let mut slot = installed();
-    if slot.generation == generation {
-        slot.in_flight = slot.in_flight.saturating_sub(1);
+    // Ends the call whatever happens in the sink (a Rust sink may panic).
+    struct CallEnds(u64);
+    impl Drop for CallEnds {
+        fn drop(&mut self) {
+            IN_CALLBACK.set(false);
+            let mut slot = installed();
+            if slot.generation == self.0 {
+                slot.in_flight = slot.in_flight.saturating_sub(1);
+            }
+            drop(slot);
+            CALL_ENDED.notify_all();
+        }
     }
-    drop(slot);
-    CALL_ENDED.notify_all();
+    let _ends = CallEnds(generation);
+    IN_CALLBACK.set(true);
+    // A panicking sink loses its record, nothing else.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink(level, message)));
+}
+
+/// Whether this thread holds records to deliver when its outermost scope ends.
+pub fn pending() -> bool {
+    QUEUE
+        .try_with(|queue| queue.try_borrow().is_ok_and(|q| !q.records.is_empty()))
+        .unwrap_or(false)
+}
+
+/// A lock held from just before a fork until just after it, in parent and child.
+struct HeldForFork(std::cell::UnsafeCell<Option<MutexGuard<'static, Installed>>>);
+// SAFETY: only the thread that holds INSTALLED (the forking thread, between the prepare and
+// the parent/child handlers) touches the cell.
+unsafe impl Sync for HeldForFork {}
+static HELD_FOR_FORK: HeldForFork = HeldForFork(std::cell::UnsafeCell::new(None));
+
+/// fork() prepare handler: takes the logger's lock, so the child never inherits it held by
+/// a thread that does not exist there.
+pub(crate) fn before_fork() {
+    let guard = installed();
+    // SAFETY: see HeldForFork.
+    unsafe { *HELD_FOR_FORK.0.get() = Some(guard) };
+}
+
+/// fork() parent and child handler: releases what [`before_fork`] took.
+pub(crate) fn after_fork() {
+    // SAFETY: see HeldForFork; this thread took the lock in before_fork.
+    drop(unsafe { (*HELD_FOR_FORK.0.get()).take() });
 }
 
 /// A scope in which this thread's records are queued; leaving the outermost one delivers
@@ -292,6 +336,41 @@ mod tests {
         emit(LogLevel::DTUN_LOG_ERROR, "second: logging is off now");
         assert_eq!(CALLS.load(Ordering::SeqCst), 1);
         assert!(!enabled(LogLevel::DTUN_LOG_ERROR));
+    }
+
+    #[test]
+    fn two_callbacks_replacing_the_logger_at_once_do_not_wait_for_each_other() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let both_inside = Arc::new(std::sync::Barrier::new(2));
+        let sink_barrier = Arc::clone(&both_inside);
+        set_logger(
+            Some(Box::new(move |_, _| {
+                // Both threads are inside the callback before either replaces the logger.
+                sink_barrier.wait();
+                set_logger(None, LogLevel::DTUN_LOG_ERROR);
+            })),
+            LogLevel::DTUN_LOG_TRACE,
+        );
+        let threads: Vec<_> = (0..2)
+            .map(|_| std::thread::spawn(|| emit(LogLevel::DTUN_LOG_ERROR, "x")))
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(!enabled(LogLevel::DTUN_LOG_ERROR));
+    }
+
+    #[test]
+    fn a_panicking_sink_loses_its_record_and_nothing_else() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        set_logger(
+            Some(Box::new(|_, _| panic!("sink panics"))),
+            LogLevel::DTUN_LOG_TRACE,
+        );
+        emit(LogLevel::DTUN_LOG_ERROR, "x");
+        assert!(!in_callback());
+        // Would wait for ever if the panicking call were still counted in flight.
+        set_logger(None, LogLevel::DTUN_LOG_ERROR);
     }
 
     #[test]

@@ -8,25 +8,51 @@
 //! made in; a different generation means "made before a fork, in another process", and is
 //! never touched again.
 
+//!
+//! The fork handlers also hold the library's few process-wide locks across the fork, so a
+//! child never inherits one held by a thread that does not exist there. Children made
+//! without fork handlers (raw `clone`, glibc `_Fork`) are not noticed.
+
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Once;
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
-static WATCH: Once = Once::new();
+static INSTALLED: std::sync::Once = std::sync::Once::new();
 
-extern "C" fn in_child() {
-    // Async-signal-safe: one atomic add, run by fork() in the child before it returns.
-    GENERATION.fetch_add(1, Ordering::Relaxed);
+extern "C" fn before_fork() {
+    crate::runtime::before_fork();
+    crate::log::before_fork();
 }
 
-/// This process's generation: 0 in the process that loaded the library, one more in each
-/// child forked since (counted from the first call, which installs the fork handler).
-pub fn generation() -> u64 {
-    WATCH.call_once(|| {
-        // SAFETY: registers a handler that only touches an atomic. A failure (ENOMEM) leaves
-        // fork undetected, which is what every earlier version did.
-        let _ = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+extern "C" fn in_parent() {
+    crate::log::after_fork();
+    crate::runtime::after_fork();
+}
+
+extern "C" fn in_child() {
+    GENERATION.fetch_add(1, Ordering::Relaxed);
+    crate::log::after_fork();
+    crate::runtime::after_fork();
+}
+
+/// Installs the fork handlers when the library is loaded, before any thread of the program
+/// can fork (a lazy installation could race with a fork in another thread).
+extern "C" fn install_fork_handlers() {
+    INSTALLED.call_once(|| {
+        // SAFETY: the handlers only take and release the library's own locks and add to an
+        // atomic. A failure (ENOMEM) leaves fork undetected, as in every earlier version.
+        let _ = unsafe { libc::pthread_atfork(Some(before_fork), Some(in_parent), Some(in_child)) };
     });
+}
+
+#[used]
+#[link_section = ".init_array"]
+static INSTALL_FORK_HANDLERS: extern "C" fn() = install_fork_handlers;
+
+/// This process's generation: 0 in the process that loaded the library, one more in each
+/// child forked since.
+pub fn generation() -> u64 {
+    // Normally done at load time; a static link may leave out the constructor's object file.
+    install_fork_handlers();
     GENERATION.load(Ordering::Relaxed)
 }
 

@@ -61,6 +61,27 @@ fn get() -> Result<&'static Runtime> {
     Ok(&slot.runtime)
 }
 
+/// A lock held from just before a fork until just after it, in parent and child.
+struct HeldForFork(std::cell::UnsafeCell<Option<std::sync::MutexGuard<'static, ()>>>);
+// SAFETY: only the thread holding CREATING (the forking thread, between the prepare and the
+// parent/child handlers) touches the cell.
+unsafe impl Sync for HeldForFork {}
+static HELD_FOR_FORK: HeldForFork = HeldForFork(std::cell::UnsafeCell::new(None));
+
+/// fork() prepare handler: waits for a runtime being built, so the child never inherits the
+/// lock held by a thread that does not exist there.
+pub(crate) fn before_fork() {
+    let guard = CREATING.lock().unwrap_or_else(|p| p.into_inner());
+    // SAFETY: see HeldForFork.
+    unsafe { *HELD_FOR_FORK.0.get() = Some(guard) };
+}
+
+/// fork() parent and child handler: releases what [`before_fork`] took.
+pub(crate) fn after_fork() {
+    // SAFETY: see HeldForFork; this thread took the lock in before_fork.
+    drop(unsafe { (*HELD_FOR_FORK.0.get()).take() });
+}
+
 fn current(generation: u64) -> Option<&'static Runtime> {
     // SAFETY: CURRENT only ever holds NULL or a leaked, never freed Slot.
     let slot = unsafe { CURRENT.load(Ordering::Acquire).as_ref() }?;

@@ -74,11 +74,12 @@ pub(crate) fn last_error_ptr() -> *const c_char {
 /// becomes its status with its message recorded, a success clears the last error. Log
 /// records of the call are delivered at its end, once the body has released every lock.
 pub(crate) fn guard(body: impl FnOnce() -> Result<Status, Error>) -> Status {
+    let deferred = log::Deferred::begin();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let _deferred = log::Deferred::begin();
         injected::maybe_panic();
         body()
     }));
+    deliver(deferred);
     match outcome {
         Ok(Ok(status)) => {
             set_last_error("");
@@ -106,14 +107,26 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<Status, Error>) -> Status {
 
 /// Runs the body of an exported function that returns nothing: a panic is swallowed.
 pub(crate) fn guard_void(body: impl FnOnce()) {
+    let deferred = log::Deferred::begin();
     if let Err(panic) = catch_unwind(AssertUnwindSafe(|| {
-        let _deferred = log::Deferred::begin();
         injected::maybe_panic();
         body()
     })) {
         std::mem::forget(panic);
     }
+    deliver(deferred);
     set_last_error("");
+}
+
+/// Delivers a call's records once the call is over (no lock held, no panic unwinding). The
+/// callback may call back into the library: the thread's last-open report is kept across it,
+/// and the last error is set after it.
+fn deliver(deferred: log::Deferred) {
+    if log::pending() {
+        let report = last_open();
+        drop(deferred);
+        set_last_open(report);
+    }
 }
 
 /// A NULL check that names the argument.

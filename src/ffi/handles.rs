@@ -107,7 +107,7 @@ pub(crate) trait Handle: Sized {
         }
         // Unaligned: C may pass any pointer, and this read must not be UB for it.
         let tag = unsafe { p.cast::<u64>().read_unaligned() };
-        if tag != Self::TAG || p.align_offset(std::mem::align_of::<Tagged<Self::Inner>>()) != 0 {
+        if tag != Self::TAG || !p.cast::<Tagged<Self::Inner>>().is_aligned() {
             return Err(Error::invalid_argument(format!(
                 "{name} is not a live {name} (freed, or a pointer of another type)",
                 name = Self::NAME
@@ -169,7 +169,7 @@ pub(crate) trait Handle: Sized {
     /// # Safety
     /// As [`Handle::get`].
     unsafe fn from_parent(p: *const Self) -> bool {
-        if p.is_null() || p.align_offset(std::mem::align_of::<Tagged<Self::Inner>>()) != 0 {
+        if p.is_null() || !p.cast::<Tagged<Self::Inner>>().is_aligned() {
             return false;
         }
         let tagged = p.cast::<Tagged<Self::Inner>>();
