@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::error::{CertProblem, Error, ErrorKind, Stage, Status};
 use crate::plan::Plan;
-use crate::tunnel::{Progress, TlsInfo};
+use crate::tunnel::{PresentedCert, Progress, TlsInfo};
 
 /// The report of one open attempt.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +66,11 @@ impl Report {
         }
         if let Some(tls) = &progress.collector_tls {
             r.put_tls("collector", tls);
+        }
+        if let (Err(_), Some(cert)) = (outcome, &progress.rejected_cert) {
+            // The certificate of a failed handshake: a rejected one, a TLS-inspecting
+            // proxy's re-signed one for instance.
+            r.put_cert(failed_side(progress.stage), cert);
         }
         if let Some(local) = progress.local {
             r.put("address.local", local.to_string());
@@ -130,10 +135,36 @@ impl Report {
         self.put(key("tls_version"), &tls.version);
         self.put(key("cipher_suite"), &tls.cipher_suite);
         self.put(key("tls_resumed"), yes_no(tls.resumed));
-        self.put(key("cert.subject"), &tls.subject);
-        self.put(key("cert.names"), tls.names.join(", "));
-        self.put(key("cert.not_after"), &tls.not_after);
+        self.put_cert(side, &tls.cert);
     }
+
+    fn put_cert(&mut self, side: &str, cert: &PresentedCert) {
+        let key = |name: &str| format!("{side}.cert.{name}");
+        self.put(key("subject"), &cert.subject);
+        self.put(key("issuer"), &cert.issuer);
+        self.put(key("names"), cert.names.join(", "));
+        self.put(key("not_after"), &cert.not_after);
+    }
+}
+
+/// The side of a failed TLS stage, as report keys name it.
+fn failed_side(stage: Stage) -> &'static str {
+    if stage == Stage::ProxyTls {
+        "proxy"
+    } else {
+        "collector"
+    }
+}
+
+/// A certificate in words: `CN=x [names] issued by CN=y, valid until DATE`.
+fn cert_words(cert: &PresentedCert) -> String {
+    format!(
+        "certificate {} [{}] issued by {}, valid until {}",
+        cert.subject,
+        cert.names.join(", "),
+        cert.issuer,
+        cert.not_after
+    )
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -167,8 +198,15 @@ fn stage_lines(progress: &Progress, outcome: Result<(), &Error>) -> Vec<String> 
         .enumerate()
         .map(|(i, (stage, took))| {
             let failed = i + 1 == count && outcome.is_err();
+            let rejected = progress
+                .rejected_cert
+                .as_ref()
+                .filter(|_| matches!(stage, Stage::ProxyTls | Stage::CollectorTls));
             let what = if failed {
-                "FAILED".to_owned()
+                match rejected {
+                    Some(cert) => format!("FAILED  {}", cert_words(cert)),
+                    None => "FAILED".to_owned(),
+                }
             } else {
                 stage_detail(*stage, progress)
             };
@@ -180,13 +218,11 @@ fn stage_lines(progress: &Progress, outcome: Result<(), &Error>) -> Vec<String> 
 fn stage_detail(stage: Stage, p: &Progress) -> String {
     let tls = |t: &Option<TlsInfo>| match t {
         Some(t) => format!(
-            "ok  {} {}{}, certificate {} [{}] valid until {}",
+            "ok  {} {}{}, {}",
             t.version,
             t.cipher_suite,
             if t.resumed { " (resumed)" } else { "" },
-            t.subject,
-            t.names.join(", "),
-            t.not_after
+            cert_words(&t.cert)
         ),
         None => "ok".into(),
     };
@@ -252,7 +288,24 @@ pub fn hint(plan: &Plan, progress: &Progress, e: &Error) -> String {
         ErrorKind::Tls => format!("the TLS handshake with the collector {collector} failed: check collector_port and ssl"),
         ErrorKind::Certificate(problem) => {
             let detail = e.cert_detail().cloned().unwrap_or_default();
-            match problem {
+            // A proxy that answered 2xx and then showed a certificate for the collector that
+            // this host rejects may be inspecting TLS: re-signing with its own CA.
+            let inspected = match (&progress.rejected_cert, &progress.proxy_status, proxy) {
+                (Some(cert), Some((code, _)), Some(_))
+                    if !side_is_proxy && (200..300).contains(code) && *problem != CertProblem::NoTrustAnchors =>
+                {
+                    Some((cert, code))
+                }
+                _ => None,
+            };
+            let presented = |cert: &PresentedCert| format!("issuer \"{}\", subject \"{}\"", cert.issuer, cert.subject);
+            if let (CertProblem::Untrusted, Some((cert, code))) = (problem, inspected) {
+                return format!(
+                    "the {side} presents a certificate from an issuer this host does not trust ({}), after the proxy {proxy_at} answered {code} to CONNECT: the proxy may be inspecting TLS (squid ssl-bump, mitmproxy and corporate appliances re-sign certificates with their own CA): set {ca_key} to the PEM file of the proxy's CA, or ask for the collector to be exempted from inspection; if the collector's certificate really comes from that issuer, set {ca_key} to its CA (or, knowingly, {verify_key}: false)",
+                    presented(cert)
+                );
+            }
+            let hint = match problem {
                 CertProblem::Untrusted => format!("the {side} presents a certificate from an issuer this host does not trust: set {ca_key} to the PEM file of that CA (or, knowingly, {verify_key}: false)"),
                 CertProblem::Expired => match (detail.expired_on, detail.valid_from) {
                     (Some(date), _) => format!("the {side} presents a certificate that expired on {date}: renew it on the server"),
@@ -269,6 +322,13 @@ pub fn hint(plan: &Plan, progress: &Progress, e: &Error) -> String {
                     "the system trust store is empty (tried {}): install the distribution's CA certificates (Debian: ca-certificates), point SSL_CERT_FILE or SSL_CERT_DIR at them, or set {ca_key} to the PEM file of the CA that signed the certificate of the {side}; the next open reads the system store again",
                     detail.trust_store_tried.as_deref().unwrap_or("its usual places")
                 ),
+            };
+            match inspected {
+                Some((cert, code)) => format!(
+                    "{hint}; the proxy {proxy_at} answered {code} to CONNECT: if it inspects TLS, this certificate ({}) is its own: trust its CA in {ca_key}, or ask for the collector to be exempted from inspection",
+                    presented(cert)
+                ),
+                None => hint,
             }
         }
         ErrorKind::ProxyAuth { schemes } => {

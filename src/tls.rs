@@ -215,13 +215,26 @@ pub fn system_trust(stage: Stage, peer: &str) -> Result<()> {
     }))
 }
 
-/// The certificate verifier of a side that trusts the system store: the store is read at
-/// the first handshake (see [`system_trust`], which the tunnel calls first and which makes
-/// the errors), not when the configuration is loaded.
+/// What a verifying side trusts.
 #[derive(Debug)]
-struct SystemStoreVerifier(Arc<CryptoProvider>);
+enum Trust {
+    /// The side's CA file.
+    Roots(Arc<WebPkiServerVerifier>),
+    /// The system store, read at the first handshake (see [`system_trust`], which the tunnel
+    /// calls first and which makes the errors), not when the configuration is loaded.
+    SystemStore,
+}
 
-impl ServerCertVerifier for SystemStoreVerifier {
+/// The certificate verifier of a side that verifies: the usual WebPKI checks against the
+/// side's trust, after noting the presented certificate for the open's report (rustls drops
+/// a rejected certificate; a TLS-inspecting proxy's re-signed one must still be shown).
+#[derive(Debug)]
+struct Verifier {
+    trust: Trust,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -230,12 +243,16 @@ impl ServerCertVerifier for SystemStoreVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let verifier = system_verifier().map_err(|empty| {
-            rustls::Error::General(format!(
-                "the system trust store is empty; tried {}",
-                empty.tried
-            ))
-        })?;
+        crate::tunnel::note_presented(end_entity);
+        let verifier = match &self.trust {
+            Trust::Roots(verifier) => Arc::clone(verifier),
+            Trust::SystemStore => system_verifier().map_err(|empty| {
+                rustls::Error::General(format!(
+                    "the system trust store is empty; tried {}",
+                    empty.tried
+                ))
+            })?,
+        };
         verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
@@ -249,7 +266,7 @@ impl ServerCertVerifier for SystemStoreVerifier {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -263,12 +280,14 @@ impl ServerCertVerifier for SystemStoreVerifier {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -290,15 +309,24 @@ pub fn client_config(ca: Option<&CaFile>, verify: bool) -> Result<Arc<ClientConf
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::internal(format!("TLS setup failed: {e}")))?;
-    let config = match (verify, ca) {
-        (true, Some(file)) => builder
-            .with_root_certificates(file.roots())
-            .with_no_client_auth(),
-        (true, None) => builder
+    let trust = match (verify, ca) {
+        (true, Some(file)) => Some(Trust::Roots(
+            WebPkiServerVerifier::builder_with_provider(file.roots(), provider())
+                .build()
+                .map_err(|e| Error::config(format!("CA file {}: {e}", file.path().display())))?,
+        )),
+        (true, None) => Some(Trust::SystemStore),
+        (false, _) => None,
+    };
+    let config = match trust {
+        Some(trust) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SystemStoreVerifier(provider())))
+            .with_custom_certificate_verifier(Arc::new(Verifier {
+                trust,
+                provider: provider(),
+            }))
             .with_no_client_auth(),
-        (false, _) => builder
+        None => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
             .with_no_client_auth(),
@@ -336,36 +364,57 @@ pub fn session_info(conn: &rustls::ClientConnection) -> crate::tunnel::TlsInfo {
         resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
         ..Default::default()
     };
-    let leaf = conn.peer_certificates().and_then(|chain| chain.first());
-    if let Some(Ok((_, cert))) = leaf.map(|der| x509_parser::parse_x509_certificate(der)) {
-        info.subject = cert.subject().to_string();
-        info.not_after = u64::try_from(cert.validity().not_after.timestamp())
-            .map(utc_date_time)
-            .unwrap_or_default();
-        if let Ok(Some(san)) = cert.subject_alternative_name() {
-            for name in &san.value.general_names {
-                match name {
-                    x509_parser::extensions::GeneralName::DNSName(dns) => {
-                        info.names.push((*dns).to_owned())
-                    }
-                    x509_parser::extensions::GeneralName::IPAddress(bytes) => {
-                        if let Ok(v4) = <[u8; 4]>::try_from(*bytes) {
-                            info.names.push(std::net::Ipv4Addr::from(v4).to_string());
-                        } else if let Ok(v6) = <[u8; 16]>::try_from(*bytes) {
-                            info.names.push(std::net::Ipv6Addr::from(v6).to_string());
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
+    if let Some(leaf) = conn.peer_certificates().and_then(|chain| chain.first()) {
+        info.cert = presented_cert(leaf);
     }
     info
 }
 
+/// What a certificate says of itself: subject, issuer, DNS and IP names, expiry (empty
+/// fields for a certificate that does not parse).
+pub fn presented_cert(der: &CertificateDer<'_>) -> crate::tunnel::PresentedCert {
+    let mut presented = crate::tunnel::PresentedCert::default();
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return presented;
+    };
+    presented.subject = cert.subject().to_string();
+    presented.issuer = cert.issuer().to_string();
+    presented.not_after = u64::try_from(cert.validity().not_after.timestamp())
+        .map(utc_date_time)
+        .unwrap_or_default();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                x509_parser::extensions::GeneralName::DNSName(dns) => {
+                    presented.names.push((*dns).to_owned())
+                }
+                x509_parser::extensions::GeneralName::IPAddress(bytes) => {
+                    if let Ok(v4) = <[u8; 4]>::try_from(*bytes) {
+                        presented
+                            .names
+                            .push(std::net::Ipv4Addr::from(v4).to_string());
+                    } else if let Ok(v6) = <[u8; 16]>::try_from(*bytes) {
+                        presented
+                            .names
+                            .push(std::net::Ipv6Addr::from(v6).to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    presented
+}
+
 /// Turns a failed handshake into an error of the right kind: certificate rejections (and
-/// which problem) apart from every other TLS failure.
-pub fn handshake_error(stage: Stage, peer: &str, err: &io::Error) -> Error {
+/// which problem, and the subject and issuer of the certificate presented) apart from every
+/// other TLS failure.
+pub fn handshake_error(
+    stage: Stage,
+    peer: &str,
+    err: &io::Error,
+    presented: Option<&crate::tunnel::PresentedCert>,
+) -> Error {
     let side = if stage == Stage::ProxyTls {
         "proxy"
     } else {
@@ -383,10 +432,17 @@ pub fn handshake_error(stage: Stage, peer: &str, err: &io::Error) -> Error {
                 CertProblem::WrongName => "wrong name",
                 CertProblem::Other | CertProblem::NoTrustAnchors => "invalid",
             };
+            let shown = match presented {
+                Some(p) if !p.subject.is_empty() || !p.issuer.is_empty() => format!(
+                    "; presented certificate: subject \"{}\", issuer \"{}\"",
+                    p.subject, p.issuer
+                ),
+                _ => String::new(),
+            };
             Error::new(
                 stage,
                 ErrorKind::Certificate(problem),
-                format!("TLS to {side} {peer}: certificate rejected ({what}): {cert}"),
+                format!("TLS to {side} {peer}: certificate rejected ({what}): {cert}{shown}"),
             )
             .with_cert_detail(cert_detail(cert))
         }
@@ -494,12 +550,13 @@ struct AcceptAnyCertificate(Arc<CryptoProvider>);
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        crate::tunnel::note_presented(end_entity);
         Ok(ServerCertVerified::assertion())
     }
 

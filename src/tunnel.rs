@@ -3,12 +3,14 @@
 //! around the whole of it; [`Progress`] records which stage was running and how long each
 //! took, so a timeout says what it was waiting for.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -47,6 +49,9 @@ pub struct Progress {
     pub proxy_tls: Option<TlsInfo>,
     /// TLS with the collector, once negotiated.
     pub collector_tls: Option<TlsInfo>,
+    /// The certificate the peer of a failed handshake presented, when it got that far (the
+    /// failed stage says which side): what a TLS-inspecting proxy re-signed, for instance.
+    pub rejected_cert: Option<PresentedCert>,
     stage_started: Instant,
 }
 
@@ -57,14 +62,37 @@ pub struct TlsInfo {
     pub version: String,
     /// The cipher suite, as IANA names it (`TLS13_AES_256_GCM_SHA384`).
     pub cipher_suite: String,
-    /// The peer certificate's subject (`CN=collector.example`).
+    /// The peer's certificate.
+    pub cert: PresentedCert,
+    /// Whether TLS session resumption was used (a reconnect without a full handshake).
+    pub resumed: bool,
+}
+
+/// The end-entity certificate a TLS peer presented.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PresentedCert {
+    /// Its subject (`CN=collector.example`).
     pub subject: String,
+    /// Its issuer (`CN=Example CA, O=Example`): a TLS-inspecting proxy's CA, when one
+    /// re-signed it.
+    pub issuer: String,
     /// Its DNS and IP names.
     pub names: Vec<String>,
     /// Its expiry, `YYYY-MM-DD HH:MM:SS UTC`.
     pub not_after: String,
-    /// Whether TLS session resumption was used (a reconnect without a full handshake).
-    pub resumed: bool,
+}
+
+tokio::task_local! {
+    /// The end-entity certificate presented in the handshake this task is running, noted by
+    /// the certificate verifier: rustls drops it when it rejects the certificate, and the
+    /// verifier's config is shared by every open, so the note is kept per handshake.
+    static PRESENTED: RefCell<Option<CertificateDer<'static>>>;
+}
+
+/// Notes the certificate a peer presents, for the handshake being run (see [`PRESENTED`]);
+/// called by the verifiers of [`crate::tls`]. Outside a handshake of [`establish`], nothing.
+pub(crate) fn note_presented(cert: &CertificateDer<'_>) {
+    let _ = PRESENTED.try_with(|slot| *slot.borrow_mut() = Some(cert.clone().into_owned()));
 }
 
 impl Progress {
@@ -79,6 +107,7 @@ impl Progress {
             proxy_answered: false,
             proxy_tls: None,
             collector_tls: None,
+            rejected_cert: None,
             stage_started: Instant::now(),
         }
     }
@@ -220,7 +249,14 @@ async fn tls_handshake(
         tls::system_trust(stage, peer)?;
     }
     let connector = TlsConnector::from(hop.config.clone());
-    match connector.connect(hop.name.clone(), stream).await {
+    let connecting = connector.connect(hop.name.clone(), stream);
+    let (result, presented) = PRESENTED
+        .scope(RefCell::new(None), async move {
+            let result = connecting.await;
+            (result, PRESENTED.with(|slot| slot.borrow_mut().take()))
+        })
+        .await;
+    match result {
         Ok(tls) => {
             let info = tls::session_info(tls.get_ref().1);
             crate::dtun_log!(
@@ -237,7 +273,12 @@ async fn tls_handshake(
             }
             Ok(Box::new(tls))
         }
-        Err(e) => Err(tls::handshake_error(stage, peer, &e)),
+        Err(e) => {
+            let presented = presented.map(|der| tls::presented_cert(&der));
+            let error = tls::handshake_error(stage, peer, &e, presented.as_ref());
+            progress.rejected_cert = presented;
+            Err(error)
+        }
     }
 }
 

@@ -449,3 +449,125 @@ fn tinyproxy_matrix() {
         format!("{}\n{}", open_proxy.log_tail(), auth_proxy.log_tail())
     });
 }
+
+/// Issue 11 §3: squid inspecting TLS (`ssl_bump`, a bump CA made by the test) re-signs the
+/// collector's certificate. Through it the collector's certificate is rejected, and the
+/// message and report name the bump CA as its issuer, the hint says the proxy may be
+/// inspecting TLS; trusting the bump CA in `ca_certificate` opens the tunnel.
+#[test]
+fn squid_ssl_bump() {
+    use dtun_testenv::pki::{Pki, BUMP_CA_NAME};
+    use dtun_testenv::squid::SslBump;
+    if !require_or_skip("squid_ssl_bump", &[RealProxy::Squid]) {
+        return;
+    }
+    if let Some(missing) = dtun_testenv::squid::bump_missing() {
+        assert!(
+            !dtun_testenv::require::real_proxies_required(),
+            "squid_ssl_bump cannot run: missing {missing}"
+        );
+        eprintln!("SKIPPED: squid_ssl_bump: missing {missing}");
+        return;
+    }
+    // Declared first, dropped last: squid stops before its folder goes.
+    let env = Env::new("squid-bump");
+    let collector = EchoServer::start(Some(env.server_tls(Cert::Trusted))).expect("collector");
+    let bump_ca = Pki::new(&env.dir().join("bump-pki"))
+        .and_then(|pki| pki.make_ca("bump-ca", BUMP_CA_NAME))
+        .expect("bump CA");
+    let squid = Squid::start_with_bump(
+        SquidOptions {
+            allowed_ports: vec![collector.port()],
+            ..SquidOptions::new(env.dir().join("squid"))
+        },
+        SslBump {
+            ca: (bump_ca.cert_path.clone(), bump_ca.key_path.clone()),
+            upstream_ca: env.ca(),
+        },
+    )
+    .expect("start squid with ssl_bump");
+    let bump_port = squid.bump_port().expect("bump port");
+    let log = || format!("{}\n{}", squid.log_tail(), squid.access_log());
+    let issuer = "CN=dtun bump CA, O=dtun tests";
+    let subject = "CN=localhost, O=dtun tests";
+
+    // The collector's own CA no longer verifies what comes through the tunnel.
+    let yaml = Yaml::collector(collector.port())
+        .tls_collector(&env)
+        .proxy(bump_port);
+    let cfg = yaml.build();
+    let (conn, report) = Connection::open_with_report(&cfg, OPEN_WAIT);
+    let e = match conn {
+        Ok(conn) => panic!("opened through ssl_bump ({})\n{}", conn.route(), log()),
+        Err(e) => e,
+    };
+    assert_eq!(
+        e.status(),
+        Status::DTUN_ERR_COLLECTOR_CERT,
+        "{e:?}\n{}",
+        log()
+    );
+    assert_eq!(
+        e.kind(),
+        &dragent_tunnel::ErrorKind::Certificate(dragent_tunnel::error::CertProblem::Untrusted)
+    );
+    for words in [
+        "untrusted issuer",
+        &format!("subject \"{subject}\""),
+        &format!("issuer \"{issuer}\""),
+    ] {
+        assert!(
+            e.message().contains(words),
+            "message lacks {words:?}: {e:?}"
+        );
+    }
+    assert_eq!(report.get("failed_stage"), Some("tls to collector"));
+    assert_eq!(report.get("proxy.status_code"), Some("200"));
+    assert_eq!(report.get("collector.cert.issuer"), Some(issuer));
+    assert_eq!(report.get("collector.cert.subject"), Some(subject));
+    assert!(
+        report
+            .get("collector.cert.names")
+            .is_some_and(|names| names.contains("localhost")),
+        "{}",
+        report.text()
+    );
+    let hint = report.get("hint").unwrap();
+    for words in [
+        issuer,
+        &format!("the proxy localhost:{bump_port} answered 200"),
+        "may be inspecting TLS",
+        "set ca_certificate to the PEM file of the proxy's CA",
+        "exempted",
+    ] {
+        assert!(hint.contains(words), "hint lacks {words:?}: {hint}");
+    }
+
+    // Trusting the bump CA: the tunnel opens, and the report names who signed.
+    let cfg = yaml.set("ca_certificate", qp(&bump_ca.cert_path)).build();
+    let (conn, report) = Connection::open_with_report(&cfg, OPEN_WAIT);
+    let conn = conn.unwrap_or_else(|e| panic!("{e:?}\n{}", log()));
+    assert_eq!(report.get("collector.cert.issuer"), Some(issuer));
+    // Squid gives up parsing HTTP inside the bumped TLS, and tunnels, once it holds a whole
+    // line that is not a request line: the first bytes carry a line feed (as a framed
+    // binary message soon does).
+    echo(
+        &conn,
+        b"\x00\x00\x00\x22\ninspected, re-encrypted and echoed",
+    );
+    conn.close();
+
+    // The plain port does not inspect: the collector's own certificate, verified.
+    let cfg = Yaml::collector(collector.port())
+        .tls_collector(&env)
+        .proxy(squid.plain_port().expect("plain port"))
+        .build();
+    let (conn, report) = Connection::open_with_report(&cfg, OPEN_WAIT);
+    let conn = conn.unwrap_or_else(|e| panic!("{e:?}\n{}", log()));
+    assert_eq!(
+        report.get("collector.cert.issuer"),
+        Some("CN=dtun test CA, O=dtun tests")
+    );
+    echo(&conn, b"not inspected");
+    conn.close();
+}

@@ -513,3 +513,135 @@ fn hint_for_500_says_the_proxy_could_not_reach_the_collector_with_its_reason() {
         );
     }
 }
+
+#[test]
+fn a_rejected_collector_certificate_is_reported_with_its_issuer_and_subject() {
+    let env = Env::new("rejected-cert");
+    let collector = EchoServer::start(Some(env.server_tls(Cert::UntrustedIssuer))).unwrap();
+    let issuer = "CN=dtun untrusted CA, O=dtun tests";
+    let subject = "CN=localhost, O=dtun tests";
+
+    // Directly: the certificate is named, the hint says nothing of a proxy.
+    let direct = Yaml::collector(collector.port()).tls_collector(&env);
+    let (stage, hint, report) = failure(&direct, Status::DTUN_ERR_COLLECTOR_CERT, OPEN_WAIT);
+    assert_eq!(stage, "tls to collector");
+    let message = report.get("message").unwrap();
+    assert!(
+        message.contains(&format!("subject \"{subject}\""))
+            && message.contains(&format!("issuer \"{issuer}\"")),
+        "{message}"
+    );
+    assert_eq!(report.get("collector.cert.issuer"), Some(issuer));
+    assert_eq!(report.get("collector.cert.subject"), Some(subject));
+    assert_eq!(
+        report.get("collector.cert.names"),
+        Some("localhost, 127.0.0.1")
+    );
+    assert!(report
+        .get("collector.cert.not_after")
+        .unwrap()
+        .ends_with("UTC"));
+    assert!(
+        report.get("collector.tls_version").is_none(),
+        "no TLS was negotiated"
+    );
+    assert!(!hint.contains("inspect"), "{hint}");
+    let failed_line = report
+        .text()
+        .lines()
+        .find(|l| l.contains("FAILED"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        failed_line.contains(&format!("issued by {issuer}")),
+        "{failed_line}"
+    );
+
+    // Through a proxy that answered 200 (as a TLS-inspecting one does): the hint says the
+    // proxy may be inspecting TLS, and which key trusts its CA.
+    let p = proxy(ProxyOptions::default());
+    let via = direct.clone().proxy(p.port());
+    let (stage, hint, report) = failure(&via, Status::DTUN_ERR_COLLECTOR_CERT, OPEN_WAIT);
+    assert_eq!(stage, "tls to collector");
+    assert_eq!(report.get("proxy.status_code"), Some("200"));
+    assert_eq!(report.get("collector.cert.issuer"), Some(issuer));
+    assert_eq!(report.get("collector.cert.subject"), Some(subject));
+    for words in [
+        "does not trust",
+        issuer,
+        &format!("the proxy localhost:{} answered 200", p.port()),
+        "may be inspecting TLS",
+        "set ca_certificate to the PEM file of the proxy's CA",
+        "exempted",
+    ] {
+        assert!(hint.contains(words), "hint lacks {words:?}: {hint}");
+    }
+    // The proxy's keys are for the proxy's own certificate: not a word of them here.
+    assert!(!hint.contains("http_proxy."), "{hint}");
+
+    // Another rejection through the proxy: its own hint, then the inspection note.
+    let expired = EchoServer::start(Some(env.server_tls(Cert::Expired))).unwrap();
+    let via = Yaml::collector(expired.port())
+        .tls_collector(&env)
+        .proxy(p.port());
+    let (_, hint, report) = failure(&via, Status::DTUN_ERR_COLLECTOR_CERT, OPEN_WAIT);
+    assert!(
+        hint.starts_with("the collector localhost:")
+            && hint.contains("expired on 2020-01-01")
+            && hint.contains("if it inspects TLS"),
+        "{hint}"
+    );
+    assert_eq!(
+        report.get("collector.cert.not_after"),
+        Some("2020-01-01 00:00:00 UTC")
+    );
+}
+
+#[test]
+fn a_rejected_proxy_certificate_is_reported_on_the_proxy_side() {
+    let env = Env::new("rejected-proxy-cert");
+    let p = proxy(ProxyOptions {
+        tls: Some(env.server_tls(Cert::UntrustedIssuer)),
+        ..ProxyOptions::default()
+    });
+    let yaml = Yaml::collector(6443)
+        .tls_collector(&env)
+        .tls_proxy(p.port(), &env);
+    let (stage, hint, report) = failure(&yaml, Status::DTUN_ERR_PROXY_CERT, OPEN_WAIT);
+    assert_eq!(stage, "tls to proxy");
+    assert_eq!(
+        report.get("proxy.cert.issuer"),
+        Some("CN=dtun untrusted CA, O=dtun tests")
+    );
+    assert!(report.get("collector.cert.issuer").is_none());
+    assert!(!hint.contains("inspect"), "{hint}");
+}
+
+#[test]
+fn a_successful_open_reports_each_certificate_issuer() {
+    let env = Env::new("report-issuer");
+    let collector = EchoServer::start(Some(env.server_tls(Cert::Trusted))).unwrap();
+    let p = proxy(ProxyOptions {
+        tls: Some(env.server_tls(Cert::Trusted)),
+        ..ProxyOptions::default()
+    });
+    let yaml = Yaml::collector(collector.port())
+        .tls_collector(&env)
+        .tls_proxy(p.port(), &env);
+    let (conn, report, _) = timed_report_of(&yaml, OPEN_WAIT);
+    let conn = conn.expect("open");
+    for side in ["proxy", "collector"] {
+        assert_eq!(
+            report.get(&format!("{side}.cert.issuer")),
+            Some("CN=dtun test CA, O=dtun tests"),
+            "{}",
+            report.text()
+        );
+    }
+    assert!(
+        report.text().contains("issued by CN=dtun test CA"),
+        "{}",
+        report.text()
+    );
+    echo(&conn, b"z");
+}

@@ -2,8 +2,10 @@
 //!
 //! [`Pki::new`] makes a trusted CA ("dtun test CA") and an independent, untrusted CA, and writes
 //! their certificates to `ca.pem` and `untrusted-ca.pem` in the given folder. [`Pki::issue`]
-//! makes server certificates: valid, expired, or signed by the untrusted CA. Every file is
-//! readable by other users (mode 0644) because squid reads them as the user `proxy`.
+//! makes server certificates: valid, expired, or signed by the untrusted CA. [`Pki::make_ca`]
+//! makes one more CA with its key on file, such as the bump CA of a TLS-inspecting squid
+//! ([`crate::squid::SslBump`]). Every file is readable by other users (mode 0644) because
+//! squid reads them as the user `proxy`.
 
 use std::fs;
 use std::io;
@@ -28,6 +30,8 @@ pub const UNTRUSTED_CA_FILE: &str = "untrusted-ca.pem";
 pub const CA_NAME: &str = "dtun test CA";
 /// Common name of the untrusted CA.
 pub const UNTRUSTED_CA_NAME: &str = "dtun untrusted CA";
+/// Common name for the CA of a TLS-inspecting proxy ([`Pki::make_ca`]).
+pub const BUMP_CA_NAME: &str = "dtun bump CA";
 
 /// Which kind of server certificate [`Pki::issue`] makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +54,18 @@ pub struct Issued {
     /// TLS 1.2 and 1.3 server configuration (ring provider) presenting this certificate chain,
     /// without ALPN, with session tickets and a session cache for resumption.
     pub server_config: Arc<ServerConfig>,
+}
+
+/// A CA written by [`Pki::make_ca`]: its certificate and its private key.
+#[derive(Debug, Clone)]
+pub struct IssuedCa {
+    /// `<dir>/<stem>.pem`: the self-signed CA certificate, PEM.
+    pub cert_path: PathBuf,
+    /// `<dir>/<stem>.key`: its private key, PKCS#8 PEM (a CA that signs on the fly, as
+    /// squid's SslBump does, needs it).
+    pub key_path: PathBuf,
+    /// The CA certificate, DER.
+    pub cert_der: CertificateDer<'static>,
 }
 
 /// One certificate authority: its certificate and signing key.
@@ -162,6 +178,22 @@ impl Pki {
     /// Path of the untrusted CA certificate, `dir/untrusted-ca.pem`.
     pub fn untrusted_ca_path(&self) -> PathBuf {
         self.dir.join(UNTRUSTED_CA_FILE)
+    }
+
+    /// Makes a new, independent CA named `common_name` (organisation "dtun tests"), trusted
+    /// by nobody until a test says so, and writes `dir/<file_stem>.pem` and
+    /// `dir/<file_stem>.key` (both mode 0644).
+    pub fn make_ca(&self, file_stem: &str, common_name: &str) -> io::Result<IssuedCa> {
+        let ca = make_authority(common_name)?;
+        let cert_path = self.dir.join(format!("{file_stem}.pem"));
+        let key_path = self.dir.join(format!("{file_stem}.key"));
+        write_public(&cert_path, &ca.cert.pem())?;
+        write_public(&key_path, &ca.key.serialize_pem())?;
+        Ok(IssuedCa {
+            cert_path,
+            key_path,
+            cert_der: ca.cert.der().clone(),
+        })
     }
 
     /// The trusted CA certificate, DER.
@@ -359,6 +391,35 @@ pub(crate) mod tests {
             ),
             "{err:?}"
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn make_ca_writes_a_self_signed_ca_and_its_key() {
+        let dir = temp_dir("pki-ca");
+        let pki = Pki::new(&dir).unwrap();
+        let ca = pki.make_ca("bump-ca", BUMP_CA_NAME).unwrap();
+        let chain = read_chain(&ca.cert_path);
+        assert_eq!(chain, std::slice::from_ref(&ca.cert_der));
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.cert_der.clone()).expect("a CA certificate");
+        let subject = roots.roots[0].subject.as_ref();
+        assert!(
+            subject
+                .windows(BUMP_CA_NAME.len())
+                .any(|w| w == BUMP_CA_NAME.as_bytes()),
+            "{subject:?}"
+        );
+        assert!(
+            pki.ca_der() != ca.cert_der && !read_chain(&pki.ca_path()).contains(&ca.cert_der),
+            "independent of the trusted CA"
+        );
+        let key = fs::read_to_string(&ca.key_path).unwrap();
+        assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8");
+        for path in [&ca.cert_path, &ca.key_path] {
+            let mode = fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o644, "{}", path.display());
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 

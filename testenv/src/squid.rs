@@ -6,6 +6,11 @@
 //! logs, pid file) lives in the directory the caller passes; dropping the handle stops squid and
 //! its helpers. [`squid_missing`] says what this machine lacks to run it, if anything.
 //!
+//! [`Squid::start_with_bump`] adds a fifth port that inspects TLS ("SslBump", as corporate
+//! proxies do): it answers CONNECT with 200, then terminates the client's TLS with a
+//! certificate it makes for the target and signs with a bump CA the test provides, and opens
+//! its own TLS to the target. [`bump_missing`] says what that needs beyond squid.
+//!
 //! Every name squid resolves is logged in `cache.log` (`debug_options` 14,4 and 78,3):
 //! [`Squid::name_lookups`] lists them, so a test can prove that squid did not look a name up.
 //!
@@ -38,10 +43,35 @@ const HELPER_DIRS: &[&str] = &[
 
 /// The password-file helper for Basic auth, if installed.
 fn ncsa_helper() -> Option<PathBuf> {
+    helper("basic_ncsa_auth")
+}
+
+/// A squid helper program, if installed.
+fn helper(name: &str) -> Option<PathBuf> {
     HELPER_DIRS
         .iter()
-        .map(|dir| Path::new(dir).join("basic_ncsa_auth"))
+        .map(|dir| Path::new(dir).join(name))
         .find(|path| harness::is_executable(path))
+}
+
+/// The certificate generator of SslBump (`security_file_certgen`, `ssl_crtd` before squid 4).
+fn certgen_helper() -> Option<PathBuf> {
+    helper("security_file_certgen").or_else(|| helper("ssl_crtd"))
+}
+
+/// What this machine lacks to run [`Squid::start_with_bump`] beyond [`squid_missing`], or
+/// `None`: squid's certificate generator helper (`security_file_certgen`, part of Debian's
+/// `squid-openssl`).
+pub fn bump_missing() -> Option<String> {
+    match (squid_missing(), certgen_helper()) {
+        (None, Some(_)) => None,
+        (None, None) => Some(format!(
+            "squid's security_file_certgen helper (looked in {}; Debian: squid-openssl)",
+            HELPER_DIRS.join(", ")
+        )),
+        (Some(missing), Some(_)) => Some(missing),
+        (Some(missing), None) => Some(format!("{missing}, squid's security_file_certgen helper")),
+    }
 }
 
 /// Whether a usable squid is installed: [`squid_missing`] finds nothing missing.
@@ -140,6 +170,26 @@ pub struct SquidOptions {
     pub denied_port: Option<u16>,
 }
 
+/// TLS inspection for [`Squid::start_with_bump`].
+///
+/// On its port squid answers an allowed CONNECT with `200 Connection established`, reads the
+/// client's ClientHello (`ssl_bump peek` at step 1), connects to the target and checks its
+/// certificate against [`SslBump::upstream_ca`], then `bump`s: the client gets a certificate
+/// mimicking the target's (same subject and names) signed by the bump CA. Bytes inside that
+/// are not HTTP (an agent's protocol) are tunnelled to the target, re-encrypted
+/// (`on_unsupported_protocol tunnel all`), once squid holds a whole line that is no request
+/// line: until the client's first bytes include a line feed (or fill squid's request-line
+/// limit), squid waits for more and nothing reaches the target. The ACLs are those of the
+/// plain port; there is no auth.
+#[derive(Debug, Clone)]
+pub struct SslBump {
+    /// The bump CA's certificate and private key (PEM), copied into the squid directory
+    /// (see [`crate::pki::Pki::make_ca`]).
+    pub ca: (PathBuf, PathBuf),
+    /// The CA file squid trusts for the targets' certificates (the collectors').
+    pub upstream_ca: PathBuf,
+}
+
 impl SquidOptions {
     /// Options with only the directory set: just the plain port, no CONNECT allowed.
     pub fn new(dir: impl Into<PathBuf>) -> SquidOptions {
@@ -166,6 +216,7 @@ pub struct Squid {
     plain_auth: Option<u16>,
     tls: Option<u16>,
     tls_auth: Option<u16>,
+    bump: Option<u16>,
     startup: Duration,
 }
 
@@ -176,14 +227,21 @@ struct Ports {
     plain_auth: Option<u16>,
     tls: Option<u16>,
     tls_auth: Option<u16>,
+    bump: Option<u16>,
 }
 
 impl Ports {
     fn all(&self) -> Vec<u16> {
-        [Some(self.plain), self.plain_auth, self.tls, self.tls_auth]
-            .into_iter()
-            .flatten()
-            .collect()
+        [
+            Some(self.plain),
+            self.plain_auth,
+            self.tls,
+            self.tls_auth,
+            self.bump,
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
@@ -197,6 +255,19 @@ impl Squid {
     /// Errors: squid is not installed (`NotFound`), invalid options (`InvalidInput`), squid
     /// exited or did not become ready in time (the message contains the end of `cache.log`).
     pub fn start(opts: SquidOptions) -> io::Result<Squid> {
+        Squid::start_inner(opts, None)
+    }
+
+    /// [`Squid::start`] with one more plain `http_port` that inspects TLS (see [`SslBump`]):
+    /// [`Squid::bump_port`]. Its certificate database is initialised in `opts.dir` first.
+    ///
+    /// Errors: those of [`Squid::start`]; the certificate generator is missing (`NotFound`,
+    /// see [`bump_missing`]) or failed to initialise its database.
+    pub fn start_with_bump(opts: SquidOptions, bump: SslBump) -> io::Result<Squid> {
+        Squid::start_inner(opts, Some(bump))
+    }
+
+    fn start_inner(opts: SquidOptions, bump: Option<SslBump>) -> io::Result<Squid> {
         let begin = Instant::now();
         let squid = find_program("squid")
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "squid is not installed"))?;
@@ -221,6 +292,10 @@ impl Squid {
             }
             None => None,
         };
+        let bump_files = match &bump {
+            Some(bump) => Some(prepare_bump(&dir, bump, owner)?),
+            None => None,
+        };
         let auth = if opts.users.is_empty() {
             None
         } else {
@@ -240,16 +315,22 @@ impl Squid {
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
             let (has_auth, has_tls) = (auth.is_some(), tls_files.is_some());
-            let wanted =
-                1 + usize::from(has_auth) + usize::from(has_tls) + usize::from(has_auth && has_tls);
+            let has_bump = bump_files.is_some();
+            let wanted = 1
+                + usize::from(has_auth)
+                + usize::from(has_tls)
+                + usize::from(has_auth && has_tls)
+                + usize::from(has_bump);
             let mut numbers = free_ports(wanted).into_iter();
             let ports = Ports {
                 plain: numbers.next().expect("one port"),
                 plain_auth: has_auth.then(|| numbers.next().expect("port")),
                 tls: has_tls.then(|| numbers.next().expect("port")),
                 tls_auth: (has_auth && has_tls).then(|| numbers.next().expect("port")),
+                bump: has_bump.then(|| numbers.next().expect("port")),
             };
-            let conf = config(&dir, &opts, ports, &run_as, &tls_files, &auth);
+            let bump = bump_files.as_ref().zip(ports.bump);
+            let conf = config(&dir, &opts, ports, &run_as, &tls_files, &auth, bump);
             fs::write(&conf_path, conf)?;
             harness::set_owner_mode(&conf_path, owner, 0o644)?;
             for log in [&cache_log, &access_log] {
@@ -275,6 +356,7 @@ impl Squid {
                         plain_auth: ports.plain_auth,
                         tls: ports.tls,
                         tls_auth: ports.tls_auth,
+                        bump: ports.bump,
                         startup: begin.elapsed(),
                     });
                 }
@@ -309,6 +391,12 @@ impl Squid {
     /// The `https_port` that requires Basic auth; `None` without a certificate or users.
     pub fn tls_auth_port(&self) -> Option<u16> {
         self.tls_auth
+    }
+
+    /// The plain `http_port` that inspects TLS (see [`SslBump`]); `None` unless started with
+    /// [`Squid::start_with_bump`].
+    pub fn bump_port(&self) -> Option<u16> {
+        self.bump
     }
 
     /// Squid's process id.
@@ -439,6 +527,7 @@ fn config(
     run_as: &RunAs,
     tls_files: &Option<(PathBuf, PathBuf)>,
     auth: &Option<(PathBuf, PathBuf)>,
+    bump: Option<(&BumpFiles, u16)>,
 ) -> String {
     let d = dir.display();
     let mut c = String::new();
@@ -485,6 +574,10 @@ fn config(
         }
     }
 
+    if let Some((files, port)) = bump {
+        bump_config(&mut line, port, files);
+    }
+
     if let Some((helper, passwd)) = auth {
         line(format!(
             "auth_param basic program {} {}",
@@ -517,9 +610,104 @@ fn config(
     }
     if !opts.allowed_ports.is_empty() {
         line("http_access allow dtun_connect dtun_allowed_ports dtun_local_dst".into());
+        if bump.is_some() {
+            // Inside a bumped tunnel, what is not HTTP reaches the target as a request of
+            // its own (no method, the target's address): allowed like the CONNECT.
+            line("acl dtun_bump_port myportname bump".into());
+            line("http_access allow dtun_bump_port dtun_allowed_ports dtun_local_dst".into());
+        }
     }
     line("http_access deny all".into());
     c
+}
+
+/// The files of the SslBump port, inside squid's directory.
+struct BumpFiles {
+    ca_cert: PathBuf,
+    ca_key: PathBuf,
+    upstream_ca: PathBuf,
+    certgen: PathBuf,
+    db: PathBuf,
+}
+
+/// Copies the bump CA and the upstream CA into `dir` and initialises the certificate
+/// generator's database (`security_file_certgen -c -s DIR -M 4MB`, which wants a folder that
+/// does not exist yet), all owned by the user squid runs as.
+fn prepare_bump(dir: &Path, bump: &SslBump, owner: Option<(u32, u32)>) -> io::Result<BumpFiles> {
+    let certgen = certgen_helper().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "squid's security_file_certgen not found",
+        )
+    })?;
+    let ca_cert = dir.join("bump-ca.pem");
+    let ca_key = dir.join("bump-ca.key");
+    let upstream_ca = dir.join("bump-upstream-ca.pem");
+    fs::copy(&bump.ca.0, &ca_cert)?;
+    fs::copy(&bump.ca.1, &ca_key)?;
+    fs::copy(&bump.upstream_ca, &upstream_ca)?;
+    harness::set_owner_mode(&ca_cert, owner, 0o644)?;
+    harness::set_owner_mode(&ca_key, owner, 0o600)?;
+    harness::set_owner_mode(&upstream_ca, owner, 0o644)?;
+    let db = dir.join("ssl_db");
+    if db.exists() {
+        fs::remove_dir_all(&db)?;
+    }
+    let out = Command::new(&certgen)
+        .arg("-c")
+        .arg("-s")
+        .arg(&db)
+        .args(["-M", "4MB"])
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "{} -c -s {} failed ({}): {}{}",
+            certgen.display(),
+            db.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    if let Some((uid, gid)) = owner {
+        harness::chown_tree(&db, uid, gid)?;
+    }
+    Ok(BumpFiles {
+        ca_cert,
+        ca_key,
+        upstream_ca,
+        certgen,
+        db,
+    })
+}
+
+/// The configuration lines of the SslBump port (see [`SslBump`]), but its `http_access`.
+fn bump_config(line: &mut impl FnMut(String), port: u16, files: &BumpFiles) {
+    line(format!(
+        "http_port 127.0.0.1:{port} name=bump ssl-bump tls-cert={} tls-key={} \
+         generate-host-certificates=on dynamic_cert_mem_cache_size=4MB",
+        files.ca_cert.display(),
+        files.ca_key.display()
+    ));
+    line(format!(
+        "sslcrtd_program {} -s {} -M 4MB",
+        files.certgen.display(),
+        files.db.display()
+    ));
+    line("sslcrtd_children 2 startup=1 idle=1".into());
+    // Squid checks the targets' certificates itself, against the test's CA.
+    line(format!(
+        "tls_outgoing_options cafile={}",
+        files.upstream_ca.display()
+    ));
+    // Peek at the ClientHello (step 1), then bump: squid connects to the target first and
+    // mimics its certificate. Only the bump port bumps (the others never see ssl_bump).
+    line("acl dtun_bump_step1 at_step SslBump1".into());
+    line("ssl_bump peek dtun_bump_step1".into());
+    line("ssl_bump bump all".into());
+    // What the agent sends inside is not HTTP: tunnel it to the target.
+    line("on_unsupported_protocol tunnel all".into());
 }
 
 /// Why squid is not ready.
@@ -739,6 +927,18 @@ pub(crate) mod harness {
                 None
             }
         })
+    }
+
+    /// Gives a folder and everything in it to `uid:gid` (symbolic links themselves, not
+    /// their targets).
+    pub(crate) fn chown_tree(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+        if fs::symlink_metadata(path)?.is_dir() {
+            for entry in fs::read_dir(path)? {
+                chown_tree(&entry?.path(), uid, gid)?;
+            }
+        }
+        Ok(())
     }
 
     /// Sets the mode and, when given, the owner of a file.

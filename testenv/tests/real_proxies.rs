@@ -655,3 +655,98 @@ fn squid_in_a_private_temp_dir() {
     let port = squid.tls_auth_port().unwrap();
     connect_and_check(port, Some(&pki.ca), &target, Some(("u", "v")), 200, &log);
 }
+
+/// Whether a test of squid's SslBump port must skip (fails it instead under
+/// `DTUN_REQUIRE_REAL_PROXIES=1`).
+fn skip_bump(test: &str) -> bool {
+    if skip_squid(test) {
+        return true;
+    }
+    let Some(missing) = dtun_testenv::squid::bump_missing() else {
+        return false;
+    };
+    assert!(
+        !dtun_testenv::require::real_proxies_required(),
+        "{test} cannot run: missing {missing}; DTUN_REQUIRE_REAL_PROXIES=1 forbids skipping it"
+    );
+    eprintln!("SKIPPED: {test}: missing {missing}");
+    true
+}
+
+/// TLS from this end of a tunnel, trusting only `ca`, for `localhost`.
+fn tls_inside(
+    tunnel: Box<dyn Stream>,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+) -> rustls::StreamOwned<rustls::ClientConnection, Box<dyn Stream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    rustls::StreamOwned::new(conn, tunnel)
+}
+
+#[test]
+fn squid_bump_port_re_signs_the_targets_certificate() {
+    use dtun_testenv::pki::{CertKind, Pki, BUMP_CA_NAME};
+    use dtun_testenv::squid::SslBump;
+    if skip_bump("squid_bump_port_re_signs_the_targets_certificate") {
+        return;
+    }
+    let tmp = TempDir::new("bump");
+    let pki = Pki::new(&tmp.path().join("pki")).unwrap();
+    let collector = pki
+        .issue("collector", &["localhost", "127.0.0.1"], CertKind::Trusted)
+        .unwrap();
+    let echo = dtun_testenv::collector::EchoServer::start(Some(collector.server_config)).unwrap();
+    let bump_ca = pki.make_ca("bump-ca", BUMP_CA_NAME).unwrap();
+    let squid = Squid::start_with_bump(
+        SquidOptions {
+            dir: tmp.path().join("squid"),
+            allowed_ports: vec![echo.port()],
+            ..SquidOptions::new(tmp.path().join("squid"))
+        },
+        SslBump {
+            ca: (bump_ca.cert_path.clone(), bump_ca.key_path.clone()),
+            upstream_ca: pki.ca_path(),
+        },
+    )
+    .unwrap();
+    let log = || squid.log_tail();
+    let port = squid.bump_port().expect("bump port");
+    let target = format!("localhost:{}", echo.port());
+
+    // Trusting the bump CA, the tunnel works end to end: squid re-encrypts to the collector
+    // (the echo's payload holds line feeds: squid tunnels what is not HTTP once it has a
+    // whole line, see `SslBump`).
+    let mut tunnel = connect(port, None);
+    let reply = send_connect(&mut *tunnel, &target, None);
+    assert_eq!(reply.status, 200, "{}\n{}", reply.head, log());
+    let mut tls = tls_inside(tunnel, &bump_ca.cert_der);
+    check_echo(&mut tls);
+
+    // Trusting the collector's real CA, the certificate is rejected: squid re-signed it.
+    let mut tunnel = connect(port, None);
+    let reply = send_connect(&mut *tunnel, &target, None);
+    assert_eq!(reply.status, 200, "{}\n{}", reply.head, log());
+    let mut tls = tls_inside(tunnel, &pki.ca_der());
+    let err = tls.write_all(b"x").and_then(|()| tls.flush()).unwrap_err();
+    assert!(
+        err.to_string().contains("UnknownIssuer"),
+        "{err}\n{}",
+        log()
+    );
+
+    // The other ports do not inspect: the plain port hands the collector's own certificate.
+    let mut tunnel = connect(squid.plain_port().unwrap(), None);
+    let reply = send_connect(&mut *tunnel, &target, None);
+    assert_eq!(reply.status, 200, "{}\n{}", reply.head, log());
+    let mut tls = tls_inside(tunnel, &pki.ca_der());
+    check_echo(&mut tls);
+}
