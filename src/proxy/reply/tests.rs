@@ -697,7 +697,7 @@ fn head_of_exactly(len: usize) -> Vec<u8> {
     let left = len - h.len() - 2;
     assert!(left >= 8, "{left}");
     h.extend_from_slice(b"X-F: ");
-    h.extend(std::iter::repeat(b'b').take(left - 7));
+    h.extend(std::iter::repeat_n(b'b', left - 7));
     h.extend_from_slice(b"\r\n\r\n");
     assert_eq!(h.len(), len);
     h
