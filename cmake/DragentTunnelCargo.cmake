@@ -17,6 +17,28 @@ endif()
 # written down here because CMake needs it before anything is built. The test
 # `native_static_libs` compares it with what the compiler prints, so a drift fails loudly.
 set(DTUN_NATIVE_STATIC_LIBS gcc_s util rt pthread m dl c)
+# DTUN_LINK_NATIVE_LIBS, what the .pc file and the CMake targets ask programs to link, is
+# that list without gcc_s: the unwinder the Rust code needs
+# (_Unwind_*) is what every gcc and clang driver adds on its own, `--as-needed -lgcc_s` for
+# a dynamic program and the archive libgcc_eh.a for `-static`. Naming -lgcc_s ourselves would
+# make `-static` fail (there is no libgcc_s.a) and a program need libgcc_s.so.1 for nothing.
+set(DTUN_LINK_NATIVE_LIBS ${DTUN_NATIVE_STATIC_LIBS})
+list(REMOVE_ITEM DTUN_LINK_NATIVE_LIBS gcc_s)
+
+# Builds that users do (README "Offline and cross builds"):
+#  - Cargo.lock is always honoured (--locked): a build never resolves other versions.
+#  - Offline: DTUN_CARGO_OFFLINE (default: the CARGO_NET_OFFLINE environment variable at
+#    configure time) passes --offline, for a machine without network whose ~/.cargo holds the
+#    sources or whose .cargo/config.toml points at a `cargo vendor` directory.
+#  - Target: DTUN_RUST_TARGET (default: the CARGO_BUILD_TARGET environment variable) passes
+#    --target, and cargo's outputs are then found under <target dir>/<triple>/<profile>.
+set(_dtun_offline_default OFF)
+if("$ENV{CARGO_NET_OFFLINE}" MATCHES "^(1|[Tt][Rr][Uu][Ee]|[Yy][Ee][Ss]|[Oo][Nn])$")
+  set(_dtun_offline_default ON)
+endif()
+option(DTUN_CARGO_OFFLINE "Run cargo with --offline (default: CARGO_NET_OFFLINE)" ${_dtun_offline_default})
+set(DTUN_RUST_TARGET "$ENV{CARGO_BUILD_TARGET}" CACHE STRING
+  "Rust target triple to build for (default: CARGO_BUILD_TARGET; empty: the host)")
 
 # The output directory cargo uses for a profile: `dev` and `test` build into `debug`,
 # `bench` into `release`, any other profile into a directory of its own name.
@@ -49,40 +71,66 @@ endfunction()
 #   DTUN_STAGE_DIR          where the .so sits under those three names
 #   DTUN_CARGO_STATIC_LIB   cargo's libdragent_tunnel.a
 #   DTUN_CARGO_TARGET_DIR   cargo's target directory for this build tree
+#   DTUN_CARGO_OUT_DIR      where cargo puts this build's outputs (<target dir>[/<triple>]/<profile>)
 #   DTUN_CARGO_ENV          `cmake -E env` prefix that runs cargo in that target directory
 #   DTUN_CARGO_BUILD_ARGS   the cargo arguments of the library build (tests reuse them)
+#   DTUN_CARGO_FLAGS        --locked, and --offline / --target when asked for
 function(dtun_cargo_library)
   set(soname "libdragent_tunnel.so.${PROJECT_VERSION_MAJOR}")
   set(real_name "libdragent_tunnel.so.${PROJECT_VERSION}")
   set(link_name "libdragent_tunnel.so")
 
-  # A target directory of our own: the link argument below changes the library's fingerprint,
-  # and sharing target/ with plain `cargo build`/`cargo test` would make each rebuild the other's.
+  # A target directory of our own: sharing target/ with plain `cargo build`/`cargo test`
+  # would make the flags of each (profile, target) rebuild the other's.
   set(target_dir "${CMAKE_CURRENT_BINARY_DIR}/cargo")
   dtun_cargo_profile_dir(profile_dir "${CARGO_PROFILE}")
-  set(out_dir "${target_dir}/${profile_dir}")
+  set(cargo_flags --locked)
+  if(DTUN_CARGO_OFFLINE)
+    list(APPEND cargo_flags --offline)
+  endif()
+  if(DTUN_RUST_TARGET)
+    list(APPEND cargo_flags --target "${DTUN_RUST_TARGET}")
+    set(out_dir "${target_dir}/${DTUN_RUST_TARGET}/${profile_dir}")
+  else()
+    set(out_dir "${target_dir}/${profile_dir}")
+  endif()
   set(stage_dir "${CMAKE_CURRENT_BINARY_DIR}/lib")
+  set(version_script "${PROJECT_SOURCE_DIR}/abi/libdragent_tunnel.map")
 
-  # `cargo rustc` passes the arguments after `--` to the final rustc call of this crate only:
-  # the SONAME goes into the cdylib without RUSTFLAGS, so dependencies build as usual.
-  # --print native-static-libs puts the staticlib's link line in the build log.
+  # --print native-static-libs puts the staticlib's link line in the build log (the test
+  # native_static_libs reads it). CARGO_BUILD_TARGET is cleared: --target says it, or the
+  # host is meant.
   set(build_args
-    rustc --lib --package dragent-tunnel --profile "${CARGO_PROFILE}"
-    --manifest-path "${CMAKE_CURRENT_SOURCE_DIR}/Cargo.toml"
-    -- -C "link-arg=-Wl,-soname,${soname}" --print native-static-libs)
-  set(cargo_env "${CMAKE_COMMAND}" -E env "CARGO_TARGET_DIR=${target_dir}")
+    rustc --lib --package dragent-tunnel --profile "${CARGO_PROFILE}" ${cargo_flags}
+    --manifest-path "${PROJECT_SOURCE_DIR}/Cargo.toml"
+    -- --print native-static-libs)
+  set(cargo_env "${CMAKE_COMMAND}" -E env "CARGO_TARGET_DIR=${target_dir}"
+    --unset=CARGO_BUILD_TARGET)
+
+  # The shared library is linked here from cargo's static library (the same object code), not
+  # taken from cargo's cdylib: rustc hands the linker an anonymous version script of its own
+  # for a cdylib, and GNU ld lets it win over a second one, so a cdylib's symbols cannot be
+  # put under a version node on stable Rust. abi/libdragent_tunnel.map exports exactly the
+  # dtun_* functions, each as dtun_x@@DTUN_0, and hides everything else. The other flags are
+  # the ones rustc links a cdylib with, plus -z nodelete (see build.rs) and the SONAME.
+  separate_arguments(shared_linker_flags UNIX_COMMAND "${CMAKE_SHARED_LINKER_FLAGS}")
+  list(TRANSFORM DTUN_NATIVE_STATIC_LIBS PREPEND "-l" OUTPUT_VARIABLE native_flags)
+  set(link_command "${CMAKE_C_COMPILER}" ${shared_linker_flags} -shared
+    -o "${stage_dir}/${real_name}"
+    -Wl,--whole-archive "${out_dir}/libdragent_tunnel.a" -Wl,--no-whole-archive
+    "-Wl,--version-script=${version_script}" "-Wl,-soname,${soname}"
+    -Wl,-z,nodelete -Wl,-z,relro,-z,now -Wl,-z,noexecstack -Wl,--gc-sections
+    -Wl,--as-needed -Wl,-O1 -Wl,--strip-debug ${native_flags})
 
   # The linker records the SONAME in programs, and the loader then looks for that file name:
   # stage the library under its three conventional names (real file, SONAME link, dev link).
   add_custom_target(dragent_tunnel_cargo ALL
     COMMAND ${cargo_env} "${CARGO_EXECUTABLE}" ${build_args}
     COMMAND "${CMAKE_COMMAND}" -E make_directory "${stage_dir}"
-    COMMAND "${CMAKE_COMMAND}" -E copy_if_different
-            "${out_dir}/libdragent_tunnel.so" "${stage_dir}/${real_name}"
+    COMMAND ${link_command}
     COMMAND "${CMAKE_COMMAND}" -E create_symlink "${real_name}" "${stage_dir}/${soname}"
     COMMAND "${CMAKE_COMMAND}" -E create_symlink "${soname}" "${stage_dir}/${link_name}"
     BYPRODUCTS
-      "${out_dir}/libdragent_tunnel.so"
       "${out_dir}/libdragent_tunnel.a"
       "${stage_dir}/${real_name}"
       "${stage_dir}/${soname}"
@@ -107,7 +155,7 @@ function(dtun_cargo_library)
     IMPORTED_LOCATION "${out_dir}/libdragent_tunnel.a"
     IMPORTED_LINK_INTERFACE_LANGUAGES C
     INTERFACE_INCLUDE_DIRECTORIES "${include_dir}"
-    INTERFACE_LINK_LIBRARIES "${DTUN_NATIVE_STATIC_LIBS}")
+    INTERFACE_LINK_LIBRARIES "${DTUN_LINK_NATIVE_LIBS}")
   add_dependencies(dragent_tunnel_static dragent_tunnel_cargo)
   add_library(DragentTunnel::dragent_tunnel_static ALIAS dragent_tunnel_static)
 
@@ -117,6 +165,8 @@ function(dtun_cargo_library)
   set(DTUN_STAGE_DIR "${stage_dir}" PARENT_SCOPE)
   set(DTUN_CARGO_STATIC_LIB "${out_dir}/libdragent_tunnel.a" PARENT_SCOPE)
   set(DTUN_CARGO_TARGET_DIR "${target_dir}" PARENT_SCOPE)
+  set(DTUN_CARGO_OUT_DIR "${out_dir}" PARENT_SCOPE)
+  set(DTUN_CARGO_FLAGS ${cargo_flags} PARENT_SCOPE)
   set(DTUN_CARGO_ENV ${cargo_env} PARENT_SCOPE)
   set(DTUN_CARGO_BUILD_ARGS ${build_args} PARENT_SCOPE)
 endfunction()
