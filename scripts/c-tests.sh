@@ -48,7 +48,8 @@ step "configure (build tree $build)"
 run cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release \
     -DDTUN_REQUIRE_REAL_PROXIES="${DTUN_REQUIRE_REAL_PROXIES:-OFF}" \
     -DDTUN_REQUIRE_VALGRIND="${DTUN_REQUIRE_VALGRIND:-OFF}" \
-    -DDTUN_REQUIRE_ABIGAIL="${DTUN_REQUIRE_ABIGAIL:-OFF}"
+    -DDTUN_REQUIRE_ABIGAIL="${DTUN_REQUIRE_ABIGAIL:-OFF}" \
+    -DDTUN_REQUIRE_CLANG="${DTUN_REQUIRE_CLANG:-OFF}"
 
 step "build: the library through cargo, the examples, the C tests, dtun-testenv"
 run cmake --build "$build" --parallel "$jobs"
@@ -80,6 +81,7 @@ step "check the installed files"
 real=libdragent_tunnel.so.$version
 for file in "$libdir/$real" "$libdir/libdragent_tunnel.a" \
     "$(pkg-config --variable=includedir dragent-tunnel)/dragent_tunnel.h" \
+    "$(pkg-config --variable=includedir dragent-tunnel)/dragent_tunnel.hpp" \
     "$libdir/cmake/DragentTunnel/DragentTunnelConfig.cmake" \
     "$libdir/cmake/DragentTunnel/DragentTunnelConfigVersion.cmake" \
     "$libdir/cmake/DragentTunnel/DragentTunnelTargets.cmake"; do
@@ -117,6 +119,12 @@ step "consumer 1: built with pkg-config --cflags --libs, run with LD_LIBRARY_PAT
 run cc -std=c11 -Wall -Wextra -Werror -o "$work/consumer_pkgconfig" tests/consumers/consumer.c \
     $(pkg-config --cflags --libs dragent-tunnel)
 run_consumer pkgconfig env LD_LIBRARY_PATH="$libdir" "$work/consumer_pkgconfig"
+# The C++ header from the installed prefix, with the same flags.
+# shellcheck disable=SC2046
+run c++ -std=c++17 -Wall -Wextra -Werror -pedantic -fno-exceptions -o "$work/agent_client_hpp" \
+    c-examples/agent_client_hpp.cpp $(pkg-config --cflags --libs dragent-tunnel)
+run_consumer pkgconfig_hpp env LD_LIBRARY_PATH="$libdir" sh -c \
+    '"$1" "$2" 2 | grep -x "all 2 messages acknowledged"' sh "$work/agent_client_hpp"
 
 step "consumer 2: CMake project with find_package(DragentTunnel)"
 run cmake -S tests/consumers/find_package -B "$work/find_package" -DCMAKE_PREFIX_PATH="$prefix" \

@@ -27,6 +27,7 @@ command -v cc >/dev/null || need_pkgs+=(gcc)
 command -v c++ >/dev/null || need_pkgs+=(g++)
 pkg-config --exists libcurl 2>/dev/null || need_pkgs+=(libcurl4-openssl-dev)
 command -v abidiff >/dev/null || need_pkgs+=(abigail-tools)
+command -v clang++ >/dev/null || need_pkgs+=(clang)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
         echo "missing: ${need_pkgs[*]}; install them (Debian: apt-get install -y ${need_pkgs[*]}) or run this as root" >&2
@@ -57,7 +58,8 @@ step "cargo test (unit, property, end to end, real proxies)"
 DTUN_REQUIRE_REAL_PROXIES=1 cargo test --workspace --locked
 
 step "C tests, examples and package consumers"
-DTUN_REQUIRE_REAL_PROXIES=ON DTUN_REQUIRE_VALGRIND=ON DTUN_REQUIRE_ABIGAIL=ON scripts/c-tests.sh
+DTUN_REQUIRE_REAL_PROXIES=ON DTUN_REQUIRE_VALGRIND=ON DTUN_REQUIRE_ABIGAIL=ON DTUN_REQUIRE_CLANG=ON \
+    scripts/c-tests.sh
 
 step "fuzzing (each cargo-fuzz target, bounded time)"
 scripts/fuzz.sh 20
