@@ -18,19 +18,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 static INSTALLED: std::sync::Once = std::sync::Once::new();
 
+// Always in this order (the reverse to release), so two forking threads cannot deadlock.
 extern "C" fn before_fork() {
     crate::runtime::before_fork();
+    crate::tls::before_fork();
     crate::log::before_fork();
 }
 
 extern "C" fn in_parent() {
     crate::log::after_fork();
+    crate::tls::after_fork();
     crate::runtime::after_fork();
 }
 
 extern "C" fn in_child() {
     GENERATION.fetch_add(1, Ordering::Relaxed);
     crate::log::after_fork();
+    crate::tls::after_fork();
     crate::runtime::after_fork();
 }
 

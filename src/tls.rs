@@ -291,10 +291,40 @@ impl ServerCertVerifier for Verifier {
     }
 }
 
+static PROVIDER: Lazy<Arc<CryptoProvider>> =
+    Lazy::new(|| Arc::new(rustls::crypto::ring::default_provider()));
+
 fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: Lazy<Arc<CryptoProvider>> =
-        Lazy::new(|| Arc::new(rustls::crypto::ring::default_provider()));
     Arc::clone(&PROVIDER)
+}
+
+/// The system verifier's lock, held from just before a fork until just after it.
+struct HeldForFork(
+    std::cell::UnsafeCell<
+        Option<std::sync::MutexGuard<'static, Option<Arc<WebPkiServerVerifier>>>>,
+    >,
+);
+// SAFETY: only the thread holding SYSTEM_VERIFIER (the forking thread, between the prepare and
+// the parent/child handlers) touches the cell.
+unsafe impl Sync for HeldForFork {}
+static HELD_FOR_FORK: HeldForFork = HeldForFork(std::cell::UnsafeCell::new(None));
+
+/// fork() prepare handler: waits for a read of the system store in progress (5-10 ms, under
+/// the verifier's lock) and for the crypto provider's creation, so a child never inherits
+/// either held by a thread that does not exist there.
+pub(crate) fn before_fork() {
+    Lazy::force(&PROVIDER);
+    let guard = SYSTEM_VERIFIER
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    // SAFETY: see HeldForFork.
+    unsafe { *HELD_FOR_FORK.0.get() = Some(guard) };
+}
+
+/// fork() parent and child handler: releases what [`before_fork`] took.
+pub(crate) fn after_fork() {
+    // SAFETY: see HeldForFork; this thread took the lock in before_fork.
+    drop(unsafe { (*HELD_FOR_FORK.0.get()).take() });
 }
 
 /// Whether a side with these settings trusts the system store (and so must call

@@ -28,6 +28,7 @@
 
 #define PARKED_BYTES 4096
 #define CHILD_OPEN_TIMEOUT_MS 10000
+#define FORKS_UNDER_CHURN 200
 
 struct parked {
     dtun_conn *conn;
@@ -110,6 +111,66 @@ static int in_child(dtun_conn *inherited, dtun_config *inherited_cfg)
     return 0;
 }
 
+/* ---- forks while another thread holds the library's process-wide locks --------------------- */
+
+static int churn_stop;
+
+static void quiet_logger(void *userdata, dtun_log_level level, const char *message)
+{
+    (void)userdata;
+    (void)level;
+    (void)message;
+}
+
+/* Takes the logger's lock over and over: a fork that copied it held by this thread would
+ * leave the child waiting for ever at its first record or dtun_set_logger. */
+static void *churn(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&churn_stop, __ATOMIC_SEQ_CST)) {
+        dtun_set_logger(quiet_logger, NULL, DTUN_LOG_TRACE);
+        dtun_set_logger(NULL, NULL, DTUN_LOG_ERROR);
+    }
+    return NULL;
+}
+
+static void test_forks_under_lock_churn(void)
+{
+    pthread_t churner;
+    int i;
+    CHECK(pthread_create(&churner, NULL, churn, NULL) == 0);
+    for (i = 0; i < FORKS_UNDER_CHURN; i++) {
+        int status = 0;
+        pid_t child;
+        (void)fflush(NULL);
+        child = fork();
+        CHECK(child >= 0);
+        if (child == 0) {
+            dtun_config *cfg;
+            dtun_conn *conn = NULL;
+            (void)alarm(30);
+            dtun_set_logger(quiet_logger, NULL, DTUN_LOG_TRACE);
+            cfg = load_scenario("direct_tls.yaml");
+            if (i % 20 == 0) {
+                CHECK_OK(dtun_open(cfg, CHILD_OPEN_TIMEOUT_MS, &conn));
+                echo_check(conn, 1000, 50);
+                dtun_close(conn);
+            }
+            dtun_config_free(cfg);
+            dtun_set_logger(NULL, NULL, DTUN_LOG_ERROR);
+            _exit(0);
+        }
+        CHECK(waitpid(child, &status, 0) == child);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            test_fail(__FILE__, __LINE__, "fork %d: the child failed (wait status %d)", i,
+                      status);
+        }
+    }
+    __atomic_store_n(&churn_stop, 1, __ATOMIC_SEQ_CST);
+    CHECK(pthread_join(churner, NULL) == 0);
+    test_note("%d forks while another thread churned the logger's lock", FORKS_UNDER_CHURN);
+}
+
 int main(void)
 {
     struct parked p;
@@ -167,6 +228,7 @@ int main(void)
     dtun_close(conn);
     dtun_config_free(cfg);
     test_note("parent: parked reader served, tunnel still echoing after the child");
+    test_forks_under_lock_churn();
     printf("fork test passed\n");
     return 0;
 }
