@@ -5,7 +5,10 @@
 //! from them once (TLS configs, CONNECT request), shared by every open.
 
 mod ca;
+pub mod environment;
 mod host;
+pub mod no_proxy;
+pub mod proxy_url;
 mod scalar;
 mod secret;
 mod snapshot;

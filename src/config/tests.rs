@@ -110,7 +110,7 @@ fn names_key(message: &str, key: &str) -> bool {
         message[..i]
             .chars()
             .last()
-            .map_or(true, |c| !(c == '.' || c == '_' || c.is_alphanumeric()))
+            .is_none_or(|c| !(c == '.' || c == '_' || c.is_alphanumeric()))
     })
 }
 
