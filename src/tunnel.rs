@@ -154,7 +154,7 @@ pub async fn establish(plan: &Plan, progress: &mut Progress) -> Result<BoxStream
         let peer = proxy.host.authority(proxy.port);
         if let Some(hop) = &proxy.tls {
             progress.enter(Stage::ProxyTls);
-            stream = tls_handshake(stream, hop, Stage::ProxyTls, &peer, progress).await?;
+            stream = tls_handshake(stream, plan, hop, Stage::ProxyTls, &peer, progress).await?;
         }
         progress.enter(Stage::ProxyConnect);
         stream = send_connect(stream, plan, &peer, progress).await?;
@@ -163,7 +163,7 @@ pub async fn establish(plan: &Plan, progress: &mut Progress) -> Result<BoxStream
     if let Some(hop) = &plan.collector_tls {
         progress.enter(Stage::CollectorTls);
         let peer = plan.collector_authority();
-        stream = tls_handshake(stream, hop, Stage::CollectorTls, &peer, progress).await?;
+        stream = tls_handshake(stream, plan, hop, Stage::CollectorTls, &peer, progress).await?;
     }
     Ok(stream)
 }
@@ -229,6 +229,7 @@ async fn connect_any(
 
 async fn tls_handshake(
     stream: BoxStream,
+    plan: &Plan,
     hop: &TlsHop,
     stage: Stage,
     peer: &str,
@@ -258,7 +259,8 @@ async fn tls_handshake(
         .await;
     match result {
         Ok(tls) => {
-            let info = tls::session_info(tls.get_ref().1);
+            let mut info = tls::session_info(tls.get_ref().1);
+            info.cert = redacted(plan, info.cert);
             crate::dtun_log!(
                 DTUN_LOG_DEBUG,
                 "TLS to {side} {peer} established: {} {}{}",
@@ -274,11 +276,40 @@ async fn tls_handshake(
             Ok(Box::new(tls))
         }
         Err(e) => {
-            let presented = presented.map(|der| tls::presented_cert(&der));
-            let error = tls::handshake_error(stage, peer, &e, presented.as_ref());
+            // What the peer put in its certificate is the peer's text: redacted like a
+            // reason phrase, the rustls error (which may quote the names) included.
+            let presented = presented.map(|der| redacted(plan, tls::presented_cert(&der)));
+            let mut error = tls::handshake_error(stage, peer, &e, presented.as_ref())
+                .map_message(|message| plan.redact_and_shorten(&message, 2000));
+            if let Some(mut detail) = error.cert_detail().cloned() {
+                // The names rustls quotes for a wrong-name rejection, which the hint shows.
+                detail.presented_names = detail
+                    .presented_names
+                    .iter()
+                    .take(20)
+                    .map(|name| plan.redact_and_shorten(name, 100))
+                    .collect();
+                error = error.with_cert_detail(detail);
+            }
             progress.rejected_cert = presented;
             Err(error)
         }
+    }
+}
+
+/// A presented certificate's texts, secrets replaced and each cut to a length fit for a
+/// message (a peer could put anything in them).
+fn redacted(plan: &Plan, cert: PresentedCert) -> PresentedCert {
+    PresentedCert {
+        subject: plan.redact_and_shorten(&cert.subject, 200),
+        issuer: plan.redact_and_shorten(&cert.issuer, 200),
+        names: cert
+            .names
+            .iter()
+            .take(20)
+            .map(|name| plan.redact_and_shorten(name, 100))
+            .collect(),
+        not_after: cert.not_after,
     }
 }
 

@@ -645,3 +645,45 @@ fn a_successful_open_reports_each_certificate_issuer() {
     );
     echo(&conn, b"z");
 }
+
+#[test]
+fn a_certificate_that_holds_the_password_is_shown_redacted() {
+    use dtun_testenv::pki::{CertKind, Pki};
+    // A peer may put any text in its certificate, our password included (a TLS-inspecting
+    // proxy has seen it): the names and subject are redacted like a reason phrase.
+    let dir = TempDir::new("cert-secret");
+    let pki = Pki::new(dir.path()).unwrap();
+    let password = "hunter2secret";
+    let name = format!("{password}.example");
+    let issued = pki
+        .issue("leaky", &[name.as_str()], CertKind::Trusted)
+        .unwrap();
+    let collector = EchoServer::start(Some(issued.server_config)).unwrap();
+    let p = proxy(ProxyOptions {
+        auth: Some((USER.into(), password.into())),
+        ..ProxyOptions::default()
+    });
+    let yaml = Yaml::collector(collector.port())
+        .set("ssl", "true")
+        .set("ca_certificate", qp(&pki.ca_path()))
+        .proxy(p.port())
+        .auth(USER, password);
+    let (conn, report, _) = timed_report_of(&yaml, OPEN_WAIT);
+    let e = conn.expect_err("a certificate for another name");
+    assert_eq!(e.status(), Status::DTUN_ERR_COLLECTOR_CERT, "{e:?}");
+    let secrets = secrets_of(USER, password);
+    assert_error_clean(&e, &secrets);
+    for (key, value) in report.entries() {
+        assert_no_leak(key, value, &secrets);
+    }
+    assert_no_leak("report text", &report.text(), &secrets);
+    assert_eq!(
+        report.get("collector.cert.names"),
+        Some("<redacted>.example")
+    );
+    assert!(
+        report.get("hint").unwrap().contains("<redacted>.example"),
+        "{}",
+        report.text()
+    );
+}
