@@ -57,6 +57,13 @@
 #define DTUN_VERSION_PATCH 0
 
 /**
+ * What `dtun_backoff_next` returns when its handle is NULL or not a live `dtun_backoff`
+ * (or a bug was caught): one minute, so that a reconnect loop with a broken handle never
+ * spins.
+ */
+#define DTUN_BACKOFF_FALLBACK_MS 60000
+
+/**
  * Log levels (`dtun_log_level`), most severe first.
  */
 typedef enum dtun_log_level {
@@ -163,6 +170,12 @@ typedef enum dtun_status {
    */
   DTUN_ERR_INTERNAL = 199,
 } dtun_status;
+
+/**
+ * A reconnect backoff policy and its state (`dtun_backoff`): create with
+ * `dtun_backoff_new`, free with `dtun_backoff_free`.
+ */
+typedef struct dtun_backoff dtun_backoff;
 
 /**
  * A configuration (`dtun_config`): create with `dtun_config_new`, `dtun_config_from_file` or
@@ -382,6 +395,56 @@ void dtun_report_free(struct dtun_report *r);
  * `DTUN_LOG_ERROR` turns logging off; above `DTUN_LOG_TRACE` means `DTUN_LOG_TRACE`.
  */
 void dtun_set_logger(dtun_log_fn fn, void *userdata, dtun_log_level max_level);
+
+/**
+ * Creates a reconnect policy: exponential backoff with full jitter from `min_ms` to
+ * `max_ms` (milliseconds), seeded differently in every process and every call, so agents
+ * started together do not reconnect in step. `min_ms` 0, or `min_ms` greater than `max_ms`,
+ * is `DTUN_ERR_INVALID_ARGUMENT`. On success writes a new handle to `*out` (free it with
+ * `dtun_backoff_free`); on failure `*out` is untouched. Does not block. A policy is used by
+ * one thread at a time (it holds no lock).
+ *
+ * Typical values: `min_ms` 1000, `max_ms` 60000 (a minute between attempts once the
+ * failures persist).
+ */
+enum dtun_status dtun_backoff_new(uint32_t min_ms, uint32_t max_ms, struct dtun_backoff **out);
+
+/**
+ * The delay in milliseconds to wait before the next `dtun_open`, after an open (or a
+ * connection) that ended with `last_failure`. Does not block (it only computes).
+ *
+ * - Statuses that mean the configuration is wrong wait the slow floor, `max_ms`, at once:
+ *   `DTUN_ERR_PROXY_AUTH`, `DTUN_ERR_PROXY_CERT`, `DTUN_ERR_COLLECTOR_CERT`,
+ *   `DTUN_ERR_CONFIG`, `DTUN_ERR_INVALID_ARGUMENT`, `DTUN_ERR_INTERNAL`, and
+ *   `DTUN_ERR_PROXY_REFUSED` with a 4xx status (403: the proxy's ACL). Retrying those soon
+ *   cannot help and can lock the proxy account.
+ * - Every other status (`DTUN_ERR_RESOLVE`, `DTUN_ERR_CONNECT`, `DTUN_ERR_TIMEOUT`,
+ *   `DTUN_ERR_IO`, `DTUN_ERR_PROXY_REFUSED` with a 5xx, `DTUN_CLOSED`, ...) is a network
+ *   failure: the n-th in a row (n from 0) waits a delay drawn uniformly from
+ *   `[min_ms, min(max_ms, min_ms * 2^(n+1))]`.
+ *
+ * `DTUN_ERR_PROXY_REFUSED` alone does not say which HTTP status the proxy answered: this
+ * function reads it from the calling thread's latest open report (`proxy.status_code` of
+ * `dtun_last_open_report`), so call it on the thread that made the failed `dtun_open`. When
+ * that report holds no status code (another thread's failure), the refusal counts as a
+ * network failure.
+ *
+ * On success `dtun_last_error()` is left as it was (it still tells why the open failed).
+ * A NULL or invalid `b` returns `DTUN_BACKOFF_FALLBACK_MS` (60000) and records why in
+ * `dtun_last_error()`.
+ */
+uint32_t dtun_backoff_next(struct dtun_backoff *b, dtun_status last_failure);
+
+/**
+ * Resets the policy after a connection stayed up: the next network failure waits from
+ * `min_ms` again. NULL or an invalid handle is a no-op. Does not block.
+ */
+void dtun_backoff_reset(struct dtun_backoff *b);
+
+/**
+ * Frees a policy. NULL is a no-op.
+ */
+void dtun_backoff_free(struct dtun_backoff *b);
 
 #ifdef __cplusplus
 }  // extern "C"

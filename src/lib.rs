@@ -5,6 +5,7 @@
 //! The Rust API: build a [`TunnelConfig`] from a dragent.yaml, [`Connection::open`] it,
 //! then `send`/`recv`/`close`. The C API in [`ffi`] is a thin layer over exactly this.
 
+pub mod backoff;
 pub mod config;
 pub mod conn;
 pub mod error;

@@ -34,9 +34,9 @@ pub fn select(lookup: impl Fn(&str) -> Option<OsString>) -> Result<EnvironmentPr
     let first = |names: &[&'static str]| -> Result<Option<(&'static str, String)>, String> {
         for name in names {
             if let Some(value) = lookup(name) {
-                let value = value.into_string().map_err(|_| {
-                    format!("{name}: the environment variable is not UTF-8 text")
-                })?;
+                let value = value
+                    .into_string()
+                    .map_err(|_| format!("{name}: the environment variable is not UTF-8 text"))?;
                 if !value.trim().is_empty() {
                     return Ok(Some((*name, value)));
                 }

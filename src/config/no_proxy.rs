@@ -154,16 +154,17 @@ fn parse_entry(source: &str, raw: &str) -> Result<Option<Entry>, String> {
             )
         })?;
         let max: u8 = if ip.is_ipv4() { 32 } else { 128 };
-        let prefix = (!bits.is_empty() && bits.len() <= 3 && bits.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| bits.parse::<u8>().ok())
-            .flatten()
-            .filter(|p| *p <= max)
-            .ok_or_else(|| {
-                format!(
-                    "{source}: entry {}: the prefix length must be a number from 0 to {max}",
-                    shown()
-                )
-            })?;
+        let prefix =
+            (!bits.is_empty() && bits.len() <= 3 && bits.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| bits.parse::<u8>().ok())
+                .flatten()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| {
+                    format!(
+                        "{source}: entry {}: the prefix length must be a number from 0 to {max}",
+                        shown()
+                    )
+                })?;
         return Ok(Some(Entry::Net(ip, Some(prefix))));
     }
     if let Ok(ip) = entry.parse::<IpAddr>() {
@@ -218,13 +219,33 @@ mod tests {
         let long128 = "localhost,127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.";
         let long127 = "localhost,127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0.1.127.0.0";
         let table: &[(&str, &str, bool)] = &[
-            ("www.example.com", "localhost .example.com .example.de", true),
-            ("www.example.com", "localhost,.example.com,.example.de", true),
-            ("www.example.com.", "localhost,.example.com,.example.de", true),
+            (
+                "www.example.com",
+                "localhost .example.com .example.de",
+                true,
+            ),
+            (
+                "www.example.com",
+                "localhost,.example.com,.example.de",
+                true,
+            ),
+            (
+                "www.example.com.",
+                "localhost,.example.com,.example.de",
+                true,
+            ),
             ("example.com", "localhost,.example.com,.example.de", true),
             ("example.com.", "localhost,.example.com,.example.de", true),
-            ("www.example.com", "localhost,.example.com.,.example.de", true),
-            ("www.example.com", "localhost,www.example.com.,.example.de", true),
+            (
+                "www.example.com",
+                "localhost,.example.com.,.example.de",
+                true,
+            ),
+            (
+                "www.example.com",
+                "localhost,www.example.com.,.example.de",
+                true,
+            ),
             ("example.com", "localhost,example.com,.example.de", true),
             ("example.com.", "localhost,example.com,.example.de", true),
             ("nexample.com", "localhost,example.com,.example.de", false),

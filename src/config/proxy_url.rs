@@ -47,7 +47,9 @@ impl ProxyUrl {
             return Err(err("is empty"));
         }
         if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(err("holds a blank or a control character, which a URL cannot hold"));
+            return Err(err(
+                "holds a blank or a control character, which a URL cannot hold",
+            ));
         }
         let (tls, rest) = match text.find("://") {
             Some(i) => {
@@ -146,9 +148,11 @@ fn split_host_port(hostport: &str) -> Result<(HostText<'_>, Option<u16>), String
         let after = &inner[close + 1..];
         let port = match after {
             "" => None,
-            _ => Some(after.strip_prefix(':').ok_or(
-                "has something other than ':port' after the IPv6 address's ']'",
-            )?),
+            _ => Some(
+                after
+                    .strip_prefix(':')
+                    .ok_or("has something other than ':port' after the IPv6 address's ']'")?,
+            ),
         };
         (HostText::V6(ip), port)
     } else {
@@ -189,8 +193,9 @@ fn credentials(info: &str) -> Result<(String, Secret, Secret), String> {
         Some((u, p)) => (u, Some(p)),
         None => (info, None),
     };
-    let user = decode(user)
-        .ok_or("has a bad percent escape in its user name ('%' must be followed by two hex digits)")?;
+    let user = decode(user).ok_or(
+        "has a bad percent escape in its user name ('%' must be followed by two hex digits)",
+    )?;
     let user = String::from_utf8(user)
         .map_err(|_| "has a user name that is not UTF-8 once percent-decoded".to_owned())?;
     if user.contains(':') || user.chars().any(char::is_control) {

@@ -105,6 +105,30 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<Status, Error>) -> Status {
     }
 }
 
+/// Runs the body of an exported function that returns a value rather than a status: a
+/// success leaves `dtun_last_error()` as it was (so it still tells why the failure the
+/// caller is handling happened), an error or a panic records its words and gives `fallback`.
+pub(crate) fn guard_value<T>(fallback: T, body: impl FnOnce() -> Result<T, Error>) -> T {
+    let deferred = log::Deferred::begin();
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        injected::maybe_panic();
+        body()
+    }));
+    deliver(deferred);
+    match outcome {
+        Ok(Ok(value)) => value,
+        Ok(Err(e)) => {
+            set_last_error(e.message());
+            fallback
+        }
+        Err(panic) => {
+            std::mem::forget(panic);
+            set_last_error("internal error (a bug in dragent-tunnel, please report it)");
+            fallback
+        }
+    }
+}
+
 /// Runs the body of an exported function that returns nothing: a panic is swallowed.
 pub(crate) fn guard_void(body: impl FnOnce()) {
     let deferred = log::Deferred::begin();
@@ -184,6 +208,8 @@ pub(crate) const LIVE_CONFIG: u64 = 0x6474_756e_6366_6721; // "dtuncfg!"
 pub(crate) const LIVE_CONN: u64 = 0x6474_756e_636f_6e6e; // "dtunconn"
 /// Marks a live report handle.
 pub(crate) const LIVE_REPORT: u64 = 0x6474_756e_7265_7074; // "dtunrept"
+/// Marks a live backoff handle.
+pub(crate) const LIVE_BACKOFF: u64 = 0x6474_756e_626b_6f66; // "dtunbkof"
 /// Written over the tag when a handle is freed, so a second free is caught in most cases.
 pub(crate) const FREED: u64 = 0xdead_dead_dead_dead;
 

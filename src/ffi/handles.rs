@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::process;
 use crate::report::Report;
 
-use super::boundary::{FREED, LIVE_CONFIG, LIVE_CONN, LIVE_REPORT};
+use super::boundary::{FREED, LIVE_BACKOFF, LIVE_CONFIG, LIVE_CONN, LIVE_REPORT};
 
 /// A configuration (`dtun_config`): create with `dtun_config_new`, `dtun_config_from_file` or
 /// `dtun_config_from_yaml`, free with `dtun_config_free`.
@@ -34,6 +34,13 @@ pub struct dtun_conn {
 /// with `dtun_report_free`.
 #[allow(non_camel_case_types)]
 pub struct dtun_report {
+    _opaque: [u8; 0],
+}
+
+/// A reconnect backoff policy and its state (`dtun_backoff`): create with
+/// `dtun_backoff_new`, free with `dtun_backoff_free`.
+#[allow(non_camel_case_types)]
+pub struct dtun_backoff {
     _opaque: [u8; 0],
 }
 
@@ -195,6 +202,13 @@ impl Handle for dtun_report {
     type Inner = ReportView;
     const TAG: u64 = LIVE_REPORT;
     const NAME: &'static str = "dtun_report";
+    const LEAK_IN_CHILD: bool = false;
+}
+
+impl Handle for dtun_backoff {
+    type Inner = crate::backoff::Backoff;
+    const TAG: u64 = LIVE_BACKOFF;
+    const NAME: &'static str = "dtun_backoff";
     const LEAK_IN_CHILD: bool = false;
 }
 

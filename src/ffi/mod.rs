@@ -8,6 +8,7 @@
 //! string); the per-function docs are the C contract, so no separate `# Safety` sections.
 #![allow(clippy::missing_safety_doc)]
 
+mod backoff;
 mod boundary;
 mod handles;
 
@@ -16,7 +17,8 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-pub use handles::{dtun_config, dtun_conn, dtun_report};
+pub use backoff::*;
+pub use handles::{dtun_backoff, dtun_config, dtun_conn, dtun_report};
 
 use crate::config::TunnelConfig;
 use crate::conn::{Connection, Transfer, Wait};
