@@ -1,6 +1,7 @@
 //! HTTP CONNECT without I/O: the request we send and the incremental parser of the proxy's
 //! reply. Bytes in, decisions out, so every case is unit-tested and fuzzed on its own.
 
+pub mod ntlm;
 mod reply;
 mod request;
 
