@@ -112,6 +112,40 @@ static int report_failure(const char *step, dtun_status status, const char *mess
     return 1;
 }
 
+/* The name the program is installed under: tunnel_check as an example, dtun-check in the
+ * dragent-tunnel-tools package (which compiles it with -DPROGRAM_NAME="dtun-check"). */
+#ifndef PROGRAM_NAME
+#define PROGRAM_NAME "tunnel_check"
+#endif
+
+/* The --help text. It is also the man page: help2man turns it into dtun-check(1). */
+static void print_help(void)
+{
+    printf("Usage: %s DRAGENT_YAML\n"
+           "Says whether the tunnel to the collector that a dragent.yaml describes opens, by which\n"
+           "route, and when it does not, why and which key to change.\n"
+           "\n"
+           "It loads the file with libdragent_tunnel (the agent's own rules), opens the tunnel\n"
+           "(directly, or through the HTTP CONNECT proxy of http_proxy), prints the report of\n"
+           "the attempt stage by stage (resolve, tcp connect, tls to proxy, proxy connect, tls\n"
+           "to collector: the time, TLS version and certificate of each hop, the proxy's\n"
+           "answer) and closes the tunnel again. It sends nothing to the collector, and never\n"
+           "prints the proxy password.\n"
+           "\n"
+           "Options:\n"
+           "  --help     print this help and exit\n"
+           "  --version  print the version of the program and of the library and exit\n"
+           "\n"
+           "Exit status:\n"
+           "  0  the tunnel opens\n"
+           "  1  the tunnel does not open, or the file is rejected\n"
+           "  2  usage error\n"
+           "\n"
+           "Examples:\n"
+           "  %s /opt/draios/etc/dragent.yaml\n",
+           PROGRAM_NAME, PROGRAM_NAME);
+}
+
 int main(int argc, char **argv)
 {
     dtun_config *config = NULL;
@@ -122,12 +156,21 @@ int main(int argc, char **argv)
     char message[1024];
     int result;
 
-    if (argc != 2) {
-        fprintf(stderr, "usage: tunnel_check DRAGENT_YAML\n");
+    if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+        print_help();
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("%s (dragent-tunnel) %s\n", PROGRAM_NAME, dtun_version());
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
+    if (argc != 2 || (argv[1][0] == '-' && argv[1][1] == '-')) {
+        fprintf(stderr, "usage: %s DRAGENT_YAML (%s --help for more)\n", PROGRAM_NAME,
+                PROGRAM_NAME);
         return 2;
     }
 
-    printf("tunnel_check: dragent-tunnel %s, checking %s\n", dtun_version(), argv[1]);
+    printf("%s: dragent-tunnel %s, checking %s\n", PROGRAM_NAME, dtun_version(), argv[1]);
     status = dtun_config_from_file(argv[1], &config);
     if (status != DTUN_OK) {
         result = report_failure("the configuration was rejected", status, dtun_last_error(),

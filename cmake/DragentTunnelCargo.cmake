@@ -82,7 +82,11 @@ function(dtun_cargo_library)
 
   # A target directory of our own: sharing target/ with plain `cargo build`/`cargo test`
   # would make the flags of each (profile, target) rebuild the other's.
-  set(target_dir "${CMAKE_CURRENT_BINARY_DIR}/cargo")
+  # DTUN_CARGO_TARGET_DIR lets a second build tree of the same flags (scripts/package.sh)
+  # reuse the first one's cargo build instead of compiling everything again.
+  set(DTUN_CARGO_TARGET_DIR "${CMAKE_CURRENT_BINARY_DIR}/cargo" CACHE PATH
+    "cargo's target directory for this build tree")
+  set(target_dir "${DTUN_CARGO_TARGET_DIR}")
   dtun_cargo_profile_dir(profile_dir "${CARGO_PROFILE}")
   set(cargo_flags --locked)
   if(DTUN_CARGO_OFFLINE)
