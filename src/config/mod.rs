@@ -4,6 +4,7 @@
 //! [`TunnelConfig`] is what the C API calls a `dtun_config`: settings plus the [`Plan`] built
 //! from them once (TLS configs, CONNECT request), shared by every open.
 
+mod auth;
 mod ca;
 pub mod environment;
 mod host;
@@ -14,6 +15,7 @@ mod secret;
 mod snapshot;
 mod yaml;
 
+pub use auth::ProxyAuth;
 pub use ca::CaFile;
 pub use host::Host;
 pub use secret::Secret;
@@ -42,7 +44,7 @@ pub(crate) const MAX_TCP_USER_TIMEOUT_MS: u32 = i32::MAX as u32;
 pub const DEFAULT_ROOT_DIR: &str = "/opt/draios";
 
 /// Every key `dtun_config_set` accepts, in dotted form.
-pub const KEYS: [&str; 15] = [
+pub const KEYS: [&str; 17] = [
     "collector",
     "collector_port",
     "tcp_keepalive_s",
@@ -55,6 +57,8 @@ pub const KEYS: [&str; 15] = [
     "http_proxy.proxy_port",
     "http_proxy.proxy_user",
     "http_proxy.proxy_password",
+    "http_proxy.proxy_auth",
+    "http_proxy.proxy_keytab",
     "http_proxy.ssl",
     "http_proxy.ssl_verify_certificate",
     "http_proxy.ca_certificate",
@@ -71,6 +75,10 @@ pub struct ProxySettings {
     pub user: String,
     /// `proxy_password`.
     pub password: Secret,
+    /// `proxy_auth` as set; `None`: the default (Basic with a user, nothing without).
+    pub auth: Option<ProxyAuth>,
+    /// `proxy_keytab`: the Negotiate client keytab.
+    pub keytab: Option<PathBuf>,
     /// `ssl`: TLS between agent and proxy.
     pub ssl: bool,
     /// `ssl_verify_certificate` for the proxy.
@@ -118,6 +126,8 @@ impl Default for Settings {
                 port: 0,
                 user: String::new(),
                 password: Secret::default(),
+                auth: None,
+                keytab: None,
                 ssl: false,
                 verify: true,
                 ca: None,
@@ -130,6 +140,14 @@ impl Settings {
     /// Whether a proxy is used: host non-empty AND port non-zero.
     pub fn uses_proxy(&self) -> bool {
         !self.proxy.host.is_empty() && self.proxy.port != 0
+    }
+
+    /// The proxy auth scheme in force: `proxy_auth` when set, else Basic when `proxy_user`
+    /// is set, else none.
+    pub fn proxy_auth(&self) -> Option<ProxyAuth> {
+        self.proxy
+            .auth
+            .or_else(|| (!self.proxy.user.is_empty()).then_some(ProxyAuth::Basic))
     }
 
     /// Sets one key by its dotted name from a YAML scalar's text (`None` = YAML null, which
@@ -199,6 +217,19 @@ impl Settings {
             "http_proxy.proxy_password" => {
                 self.proxy.password = Secret::from(text.to_owned());
             }
+            "http_proxy.proxy_auth" => {
+                self.proxy.auth = if text.trim().is_empty() {
+                    None
+                } else {
+                    Some(ProxyAuth::parse(key, text)?)
+                }
+            }
+            "http_proxy.proxy_keytab" => {
+                self.proxy.keytab = match value.map(str::trim) {
+                    None | Some("") => None,
+                    Some(path) => Some(resolve(&self.root_dir, Path::new(path))),
+                }
+            }
             "http_proxy.ssl" => self.proxy.ssl = null_or(null, false, || boolean(key, text))?,
             "http_proxy.ssl_verify_certificate" => {
                 self.proxy.verify = null_or(null, true, || boolean(key, text))?
@@ -229,6 +260,15 @@ impl Settings {
                 "http_proxy.ssl: true requires ssl: true (TLS to the proxy without end-to-end TLS \
                  would let the agent believe its metrics are encrypted to the collector when they are not)",
             ));
+        }
+        if let Some(auth) = self.proxy.auth {
+            auth.check_available("http_proxy.proxy_auth")?;
+            if matches!(auth, ProxyAuth::Basic | ProxyAuth::Digest) && self.proxy.user.is_empty()
+            {
+                return Err(Error::config(format!(
+                    "http_proxy.proxy_auth: {auth} needs a user name in http_proxy.proxy_user"
+                )));
+            }
         }
         Ok(())
     }

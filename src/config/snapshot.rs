@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub proxy_user: String,
     /// `http_proxy.proxy_password`.
     pub proxy_password: Secret,
+    /// `http_proxy.proxy_auth` as set, and `http_proxy.proxy_keytab`.
+    pub proxy_auth: (Option<super::ProxyAuth>, Option<PathBuf>),
     /// `http_proxy.ssl`.
     pub proxy_ssl: bool,
     /// `http_proxy.ssl_verify_certificate`.
@@ -126,6 +128,7 @@ impl Snapshot {
             proxy_port: s.proxy.port,
             proxy_user: s.proxy.user.clone(),
             proxy_password: s.proxy.password.clone(),
+            proxy_auth: (s.proxy.auth, s.proxy.keytab.clone()),
             proxy_ssl: s.proxy.ssl,
             proxy_verify: s.proxy.verify,
             proxy_ca: s.proxy.ca.as_ref().map(ca),

@@ -1998,6 +1998,8 @@ fn every_documented_key_can_be_set() {
         "http_proxy.proxy_port",
         "http_proxy.proxy_user",
         "http_proxy.proxy_password",
+        "http_proxy.proxy_auth",
+        "http_proxy.proxy_keytab",
         "http_proxy.ssl",
         "http_proxy.ssl_verify_certificate",
         "http_proxy.ca_certificate",

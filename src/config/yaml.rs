@@ -30,6 +30,8 @@ pub(crate) struct RawProxy {
     pub proxy_port: Option<Scalar>,
     pub proxy_user: Option<Scalar>,
     pub proxy_password: Option<Scalar>,
+    pub proxy_auth: Option<Scalar>,
+    pub proxy_keytab: Option<Scalar>,
     pub ssl: Option<Scalar>,
     pub ssl_verify_certificate: Option<Scalar>,
     pub ca_certificate: Option<Scalar>,
@@ -65,6 +67,8 @@ impl RawFile {
             ("http_proxy.proxy_port", t(p.proxy_port)),
             ("http_proxy.proxy_user", t(p.proxy_user)),
             ("http_proxy.proxy_password", t(p.proxy_password)),
+            ("http_proxy.proxy_auth", t(p.proxy_auth)),
+            ("http_proxy.proxy_keytab", t(p.proxy_keytab)),
             ("http_proxy.ssl", t(p.ssl)),
             (
                 "http_proxy.ssl_verify_certificate",

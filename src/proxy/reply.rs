@@ -31,6 +31,27 @@ pub struct ReplyHead {
     pub reason: String,
     /// The schemes of `Proxy-Authenticate` headers (`Basic`, `NTLM`, `Negotiate`...).
     pub auth_schemes: Vec<String>,
+    /// The raw values of the `Proxy-Authenticate` headers (of `WWW-Authenticate` in a 401),
+    /// in order, for [`crate::proxy::auth::parse_challenges`].
+    pub challenges: Vec<String>,
+    /// How the body that follows this head is delimited (what must be read past before the
+    /// next request goes on the same connection).
+    pub body: BodyLength,
+    /// Whether the proxy closes the connection after this reply: `Connection: close` or
+    /// `Proxy-Connection: close`, or HTTP/1.0 without `keep-alive`.
+    pub closes: bool,
+}
+
+/// How the body of a (non-2xx) reply to CONNECT is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLength {
+    /// No `Content-Length` nor chunked `Transfer-Encoding`: no body (as curl reads a reply
+    /// to CONNECT).
+    None,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
 }
 
 /// What a complete reply means for the tunnel.
@@ -281,6 +302,12 @@ fn parse_head(head: &[u8]) -> Result<ReplyHead, ParseError> {
     }
     let reason = status.get(13..).map(printable).unwrap_or_default();
     let mut auth_schemes = Vec::new();
+    let mut challenges = Vec::new();
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut close = false;
+    let mut keep_alive = false;
+    let mut bad_framing = None;
     for line in lines {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
@@ -290,14 +317,69 @@ fn parse_head(head: &[u8]) -> Result<ReplyHead, ParseError> {
         let challenge = name.eq_ignore_ascii_case(b"proxy-authenticate")
             || (code == 401 && name.eq_ignore_ascii_case(b"www-authenticate"));
         if challenge {
-            auth_schemes.extend(challenge_schemes(&String::from_utf8_lossy(value)));
+            let value = String::from_utf8_lossy(value);
+            auth_schemes.extend(challenge_schemes(&value));
+            challenges.push(value.trim().to_owned());
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let text = String::from_utf8_lossy(value);
+            let n = text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|_| text.trim().bytes().all(|b| b.is_ascii_digit()));
+            match (n, length) {
+                (Some(n), None) => length = Some(n),
+                (Some(n), Some(m)) if n == m => {}
+                _ => {
+                    bad_framing.get_or_insert_with(|| {
+                        format!("invalid or conflicting Content-Length {}", preview(value))
+                    });
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let text = String::from_utf8_lossy(value).to_ascii_lowercase();
+            let last = text
+                .rsplit(',')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            if last == "chunked" {
+                chunked = true;
+            } else if !last.is_empty() {
+                bad_framing.get_or_insert_with(|| {
+                    format!("unsupported Transfer-Encoding {}", preview(value))
+                });
+            }
+        } else if name.eq_ignore_ascii_case(b"connection")
+            || name.eq_ignore_ascii_case(b"proxy-connection")
+        {
+            for option in String::from_utf8_lossy(value).split(',') {
+                let option = option.trim();
+                close |= option.eq_ignore_ascii_case("close");
+                keep_alive |= option.eq_ignore_ascii_case("keep-alive");
+            }
         }
     }
+    // The body's framing matters only for a reply that is no tunnel: a 2xx's headers are
+    // ignored (its body is the tunnel's bytes).
+    if let Some(why) = bad_framing.filter(|_| !(200..=299).contains(&code)) {
+        return Err(ParseError::Malformed(why));
+    }
+    // RFC 9112 6.3: chunked wins over Content-Length.
+    let body = if chunked {
+        BodyLength::Chunked
+    } else {
+        length.map_or(BodyLength::None, BodyLength::Length)
+    };
     Ok(ReplyHead {
         minor_version,
         code,
         reason,
         auth_schemes,
+        challenges,
+        body,
+        closes: close || (minor_version == 0 && !keep_alive),
     })
 }
 

@@ -98,6 +98,9 @@ fn head(minor_version: u8, code: u16, reason: &str, schemes: &[&str]) -> ReplyHe
         code,
         reason: reason.into(),
         auth_schemes: schemes.iter().map(|s| s.to_string()).collect(),
+        challenges: Vec::new(),
+        body: BodyLength::None,
+        closes: minor_version == 0,
     }
 }
 
@@ -218,15 +221,49 @@ fn proxy_auth_required_keeps_every_scheme_of_several_headers() {
     let (h, rest) = parse_ok(input);
     assert_eq!(
         h,
-        head(
-            1,
-            407,
-            "Proxy Authentication Required",
-            &["Negotiate", "NTLM", "Basic"]
-        )
+        ReplyHead {
+            challenges: vec![
+                "Negotiate".into(),
+                "NTLM".into(),
+                "Basic realm=\"Squid proxy-caching web server\"".into()
+            ],
+            body: BodyLength::Length(3),
+            ..head(
+                1,
+                407,
+                "Proxy Authentication Required",
+                &["Negotiate", "NTLM", "Basic"]
+            )
+        }
     );
     assert_eq!(h.outcome(), Outcome::AuthRequired);
     assert!(rest.is_empty());
+}
+
+#[test]
+fn framing_and_connection_of_a_407() {
+    let (h, _) = parse_ok(
+        b"HTTP/1.1 407 x\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 9\r\nProxy-Connection: close\r\n\r\n",
+    );
+    assert_eq!(h.body, BodyLength::Chunked);
+    assert!(h.closes);
+    let (h, _) = parse_ok(b"HTTP/1.0 407 x\r\nConnection: Keep-Alive\r\n\r\n");
+    assert!(!h.closes);
+    assert_eq!(h.body, BodyLength::None);
+    let (h, _) = parse_ok(b"HTTP/1.0 407 x\r\n\r\n");
+    assert!(h.closes);
+    for bad in [
+        &b"HTTP/1.1 407 x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"[..],
+        b"HTTP/1.1 407 x\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 407 x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        b"HTTP/1.1 407 x\r\nTransfer-Encoding: gzip\r\n\r\n",
+    ] {
+        assert_malformed(bad);
+    }
+    // A 2xx's framing headers are ignored, whatever they hold.
+    let (h, _) =
+        parse_ok(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\nTransfer-Encoding: gzip\r\n\r\n");
+    assert_eq!(h.outcome(), Outcome::Tunnel);
 }
 
 #[test]
@@ -323,7 +360,11 @@ fn other_statuses_are_refusals_with_code_and_reason() {
             "HTTP/1.1 {code} {reason}\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\n<h1>"
         );
         let (h, rest) = parse_ok(input.as_bytes());
-        assert_eq!(h, head(1, code, reason, &[]), "{input:?}");
+        let want = ReplyHead {
+            body: BodyLength::Length(5),
+            ..head(1, code, reason, &[])
+        };
+        assert_eq!(h, want, "{input:?}");
         assert_eq!(h.outcome(), Outcome::Refused, "{input:?}");
         assert_eq!(h.status_line(), format!("HTTP/1.1 {code} {reason}"));
         // What followed the head is handed back; the caller refuses the tunnel anyway.
@@ -354,7 +395,11 @@ fn several_interim_replies_with_headers_are_skipped() {
         HTTP/1.1 407 Proxy Authentication Required\r\n\
         Proxy-Authenticate: Basic realm=\"x\"\r\n\r\n";
     let (h, rest) = parse_ok(input);
-    assert_eq!(h, head(1, 407, "Proxy Authentication Required", &["Basic"]));
+    let want = ReplyHead {
+        challenges: vec!["Basic realm=\"x\"".into()],
+        ..head(1, 407, "Proxy Authentication Required", &["Basic"])
+    };
+    assert_eq!(h, want);
     assert_eq!(h.outcome(), Outcome::AuthRequired);
     assert!(rest.is_empty());
 

@@ -1,0 +1,548 @@
+//! Proxy authentication without I/O: the challenges of a 407 (`Proxy-Authenticate`), the
+//! choice of a scheme, and the per-open exchange that turns each 407 into the next
+//! request's `Proxy-Authorization` or a final decision.
+//!
+//! Rules the exchange keeps (issue 12):
+//! - a bounded number of rounds ([`MAX_ROUNDS`] CONNECTs per open);
+//! - never two attempts with the same credentials in one open (a wrong password must not
+//!   lock the account: proxies count failures); Digest's `stale=true` (the nonce expired,
+//!   the credentials were good) is retried once with the new nonce;
+//! - credentials go in clear (Basic) only to a proxy that asked for Basic, except with
+//!   `proxy_auth: basic`, where Basic goes with the first CONNECT as the agent always did;
+//! - a failure says what was sent and what the proxy offered, and never claims credentials
+//!   were rejected when the proxy asked for another scheme than the one sent.
+
+pub mod digest;
+
+use std::fmt;
+
+use crate::config::{ProxyAuth, Secret};
+use digest::DigestChallenge;
+
+/// The most CONNECTs one open sends.
+pub const MAX_ROUNDS: u32 = 4;
+
+/// The most challenges read from one reply, and parameters from one challenge.
+const MAX_CHALLENGES: usize = 32;
+const MAX_PARAMS: usize = 32;
+
+/// One challenge of a `Proxy-Authenticate` header: `scheme [token68 | #auth-param]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// The scheme as the proxy wrote it.
+    pub scheme: String,
+    /// The token68 (NTLM's and Negotiate's base64 tokens).
+    pub token68: Option<String>,
+    /// The parameters, names lowercased, quoted values unescaped.
+    pub params: Vec<(String, String)>,
+}
+
+impl fmt::Debug for Challenge {
+    // The values are the proxy's (a nonce, an NTLM challenge): shown by name only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Challenge")
+            .field("scheme", &self.scheme)
+            .field("token68", &self.token68.as_ref().map(|_| "<token>"))
+            .field(
+                "params",
+                &self
+                    .params
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Challenge {
+    /// A parameter's value by (case-insensitive) name: the first one.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The scheme, when it is one we know.
+    pub fn kind(&self) -> Option<Scheme> {
+        Scheme::from_name(&self.scheme)
+    }
+}
+
+/// The schemes this library knows of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Basic (RFC 7617).
+    Basic,
+    /// Digest (RFC 7616).
+    Digest,
+    /// NTLM.
+    Ntlm,
+    /// Negotiate (SPNEGO, Kerberos).
+    Negotiate,
+}
+
+impl Scheme {
+    /// The scheme of a challenge's name (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Scheme> {
+        [
+            Scheme::Basic,
+            Scheme::Digest,
+            Scheme::Ntlm,
+            Scheme::Negotiate,
+        ]
+        .into_iter()
+        .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Basic => "Basic",
+            Scheme::Digest => "Digest",
+            Scheme::Ntlm => "NTLM",
+            Scheme::Negotiate => "Negotiate",
+        }
+    }
+
+    /// Whether this build can answer the scheme.
+    pub fn available(self) -> bool {
+        matches!(self, Scheme::Basic | Scheme::Digest)
+    }
+
+    /// The scheme a `proxy_auth` value names (`any`: none).
+    pub fn of_mode(mode: ProxyAuth) -> Option<Scheme> {
+        match mode {
+            ProxyAuth::Basic => Some(Scheme::Basic),
+            ProxyAuth::Digest => Some(Scheme::Digest),
+            ProxyAuth::Ntlm => Some(Scheme::Ntlm),
+            ProxyAuth::Negotiate => Some(Scheme::Negotiate),
+            ProxyAuth::Any => None,
+        }
+    }
+
+    /// Whether the scheme authenticates the connection, not the request (NTLM, Negotiate):
+    /// its legs must stay on one connection.
+    pub fn is_connection_bound(self) -> bool {
+        matches!(self, Scheme::Ntlm | Scheme::Negotiate)
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The challenges of every `Proxy-Authenticate` value of a reply, in order. Several headers,
+/// several challenges per header, quoted strings with escapes and commas, token68s and
+/// auth-params (RFC 9110 11.6.1). Junk is skipped; nothing panics.
+pub fn parse_challenges(values: &[String]) -> Vec<Challenge> {
+    let mut out: Vec<Challenge> = Vec::new();
+    for value in values {
+        for part in split_list(value) {
+            let part = part.trim_matches([' ', '\t']);
+            if part.is_empty() {
+                continue;
+            }
+            let len = part.bytes().take_while(|&b| is_tchar(b)).count();
+            let (name, after) = part.split_at(len);
+            let after_ws = after.trim_start_matches([' ', '\t']);
+            if name.is_empty() {
+                continue;
+            }
+            if let Some(value_text) = after_ws.strip_prefix('=') {
+                // `name=value`: a parameter of the challenge being read.
+                if let Some(current) = out.last_mut() {
+                    if current.token68.is_none() && current.params.len() < MAX_PARAMS {
+                        if let Some(value) = param_value(value_text) {
+                            current.params.push((name.to_ascii_lowercase(), value));
+                        }
+                    }
+                }
+                continue;
+            }
+            if !after.is_empty() && after_ws.len() == after.len() {
+                // The token runs into something that is no separator: junk.
+                continue;
+            }
+            if out.len() >= MAX_CHALLENGES {
+                break;
+            }
+            let mut challenge = Challenge {
+                scheme: name.to_owned(),
+                token68: None,
+                params: Vec::new(),
+            };
+            if !after_ws.is_empty() {
+                // A token68, or the first parameter.
+                let plen = after_ws.bytes().take_while(|&b| is_tchar(b)).count();
+                let (pname, prest) = after_ws.split_at(plen);
+                let prest = prest.trim_start_matches([' ', '\t']);
+                let token68_tail = prest.trim_start_matches('=').trim();
+                if plen > 0 && prest.starts_with('=') && !token68_tail.is_empty() {
+                    if let Some(value) = param_value(&prest[1..]) {
+                        challenge.params.push((pname.to_ascii_lowercase(), value));
+                    }
+                } else if after_ws.trim_end().bytes().all(is_token68_char) {
+                    challenge.token68 = Some(after_ws.trim_end().to_owned());
+                }
+            }
+            out.push(challenge);
+        }
+    }
+    out
+}
+
+/// Splits a header value on the commas outside quoted strings.
+fn split_list(value: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&value[start..]);
+    parts
+}
+
+/// A parameter's value after its `=`: a token or a quoted string (unescaped).
+fn param_value(text: &str) -> Option<String> {
+    let text = text.trim_matches([' ', '\t']);
+    if let Some(inner) = text.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => out.push(chars.next()?),
+                '"' => return Some(out),
+                c => out.push(c),
+            }
+        }
+        None
+    } else if !text.is_empty() && text.bytes().all(is_tchar) {
+        Some(text.to_owned())
+    } else {
+        None
+    }
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_token68_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)
+}
+
+/// Why the exchange ended without a tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No credentials are configured; `answerable`: the proxy offers a scheme we could answer
+    /// with credentials.
+    NoCredentials {
+        /// Whether setting `proxy_user`/`proxy_password` could help.
+        answerable: bool,
+    },
+    /// Credentials of `scheme` were sent and the proxy asked again for that same scheme.
+    Rejected(Scheme),
+    /// The proxy asks for other schemes than the one `proxy_auth` selects (or than the one
+    /// sent): nothing was rejected.
+    OtherScheme {
+        /// What `proxy_auth` selects.
+        wanted: Option<Scheme>,
+        /// What was sent, if anything.
+        sent: Option<Scheme>,
+    },
+    /// `proxy_auth: any`: none of the offered schemes is one this build can answer.
+    Unsupported,
+    /// A challenge of a scheme we answer that we cannot answer (a Digest challenge without
+    /// a nonce).
+    BadChallenge {
+        /// The scheme.
+        scheme: Scheme,
+        /// What is wrong.
+        why: String,
+    },
+    /// [`MAX_ROUNDS`] CONNECTs were sent.
+    TooManyRounds,
+}
+
+/// What to do after a 407.
+#[derive(Debug)]
+pub enum Decision {
+    /// Send CONNECT again with this `Proxy-Authorization` value.
+    Retry(Secret),
+    /// Give up.
+    Fail(Failure),
+}
+
+/// The proxy credentials of a config.
+pub struct Credentials<'a> {
+    /// `proxy_user`.
+    pub user: &'a str,
+    /// `proxy_password`.
+    pub password: &'a Secret,
+}
+
+/// The authentication of one open: fed each 407's challenges, it answers the next
+/// `Proxy-Authorization` or gives up.
+pub struct Exchange<'a> {
+    mode: Option<ProxyAuth>,
+    credentials: Option<Credentials<'a>>,
+    /// The CONNECT target, Digest's `uri`.
+    authority: &'a str,
+    /// The scheme of the last `Proxy-Authorization` sent.
+    sent: Option<Scheme>,
+    /// CONNECTs sent so far.
+    rounds: u32,
+    stale_retried: bool,
+    nc: u32,
+    /// Every `Proxy-Authorization` value sent, to redact from messages.
+    sent_values: Vec<Secret>,
+}
+
+impl fmt::Debug for Exchange<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exchange")
+            .field("mode", &self.mode)
+            .field("sent", &self.sent)
+            .field("rounds", &self.rounds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Exchange<'a> {
+    /// The exchange of one open with `mode` (`None`: no auth configured).
+    pub fn new(
+        mode: Option<ProxyAuth>,
+        credentials: Option<Credentials<'a>>,
+        authority: &'a str,
+    ) -> Exchange<'a> {
+        Exchange {
+            mode,
+            credentials,
+            authority,
+            sent: None,
+            rounds: 0,
+            stale_retried: false,
+            nc: 0,
+            sent_values: Vec::new(),
+        }
+    }
+
+    /// The `Proxy-Authorization` of the first CONNECT: Basic under `proxy_auth: basic`,
+    /// nothing otherwise (the proxy's challenge comes first).
+    pub fn first(&mut self) -> Option<Secret> {
+        self.rounds = 1;
+        match (&self.mode, &self.credentials) {
+            (Some(ProxyAuth::Basic), Some(c)) => Some(self.send_basic(c.user, c.password)),
+            _ => None,
+        }
+    }
+
+    /// The scheme of the credentials last sent.
+    pub fn scheme(&self) -> Option<Scheme> {
+        self.sent
+    }
+
+    /// CONNECTs sent so far.
+    pub fn rounds(&self) -> u32 {
+        self.rounds
+    }
+
+    /// Whether the exchange is in the middle of a scheme that needs the same connection.
+    pub fn needs_same_connection(&self) -> bool {
+        self.sent.is_some_and(Scheme::is_connection_bound)
+    }
+
+    /// Every `Proxy-Authorization` value sent so far (secrets, for redaction).
+    pub fn sent_values(&self) -> &[Secret] {
+        &self.sent_values
+    }
+
+    fn send_basic(&mut self, user: &str, password: &Secret) -> Secret {
+        let value = super::basic_credentials(user, password);
+        self.sent = Some(Scheme::Basic);
+        // The base64 part alone, as a proxy could echo it.
+        if let Some(encoded) = value.expose().strip_prefix(b"Basic ") {
+            self.sent_values.push(Secret::new(encoded.to_vec()));
+        }
+        value
+    }
+
+    /// The next step after a 407 carrying `challenges`.
+    pub fn on_challenge(&mut self, challenges: &[Challenge]) -> Decision {
+        let decision = self.decide(challenges);
+        if matches!(decision, Decision::Retry(_)) {
+            self.rounds += 1;
+        }
+        decision
+    }
+
+    fn decide(&mut self, challenges: &[Challenge]) -> Decision {
+        let offers = |s: Scheme| challenges.iter().any(|c| c.kind() == Some(s));
+        let Some(credentials) = self.credentials.as_ref().filter(|_| self.mode.is_some()) else {
+            let answerable = offers(Scheme::Basic) || offers(Scheme::Digest);
+            return Decision::Fail(Failure::NoCredentials { answerable });
+        };
+        let (user, password) = (credentials.user, credentials.password);
+        if self.rounds >= MAX_ROUNDS {
+            return Decision::Fail(Failure::TooManyRounds);
+        }
+        let wanted = self.mode.and_then(Scheme::of_mode);
+        let scheme = match (self.sent, wanted) {
+            (Some(sent), _) => sent,
+            (None, Some(wanted)) => wanted,
+            (None, None) => {
+                // `any`: the strongest offered that we can answer (curl's order).
+                let order = [
+                    Scheme::Negotiate,
+                    Scheme::Digest,
+                    Scheme::Ntlm,
+                    Scheme::Basic,
+                ];
+                match order.into_iter().find(|&s| s.available() && offers(s)) {
+                    Some(s) => s,
+                    None => return Decision::Fail(Failure::Unsupported),
+                }
+            }
+        };
+        if !offers(scheme) {
+            return Decision::Fail(Failure::OtherScheme {
+                wanted,
+                sent: self.sent,
+            });
+        }
+        match scheme {
+            Scheme::Basic if self.sent.is_some() => Decision::Fail(Failure::Rejected(scheme)),
+            Scheme::Basic => Decision::Retry(self.send_basic(user, password)),
+            Scheme::Digest => self.answer_digest(challenges, user, password),
+            Scheme::Ntlm | Scheme::Negotiate => Decision::Fail(Failure::Unsupported),
+        }
+    }
+
+    fn answer_digest(
+        &mut self,
+        challenges: &[Challenge],
+        user: &str,
+        password: &Secret,
+    ) -> Decision {
+        let mut best: Option<DigestChallenge> = None;
+        let mut first_error = None;
+        for c in challenges
+            .iter()
+            .filter(|c| c.kind() == Some(Scheme::Digest))
+        {
+            match DigestChallenge::from_challenge(c) {
+                Ok(d) if best.as_ref().is_none_or(|b| d.strength() > b.strength()) => {
+                    best = Some(d)
+                }
+                Ok(_) => {}
+                Err(why) => {
+                    first_error.get_or_insert(why);
+                }
+            }
+        }
+        let Some(challenge) = best else {
+            return Decision::Fail(Failure::BadChallenge {
+                scheme: Scheme::Digest,
+                why: first_error.unwrap_or_default(),
+            });
+        };
+        if self.sent == Some(Scheme::Digest) {
+            if !challenge.stale || self.stale_retried {
+                return Decision::Fail(Failure::Rejected(Scheme::Digest));
+            }
+            self.stale_retried = true;
+        }
+        self.nc += 1;
+        let cnonce = digest::new_cnonce();
+        let value = challenge.authorization(user, password, self.authority, &cnonce, self.nc);
+        self.sent = Some(Scheme::Digest);
+        self.sent_values.push(value.clone());
+        if let Some(at) = find(value.expose(), b"response=\"") {
+            let start = at + 10;
+            let end = value.expose()[start..]
+                .iter()
+                .position(|&b| b == b'"')
+                .map_or(value.expose().len(), |i| start + i);
+            self.sent_values
+                .push(Secret::new(value.expose()[start..end].to_vec()));
+        }
+        Decision::Retry(value)
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Failure {
+    /// The failure in words, for the message after "the proxy answered 407 ...: ".
+    pub fn describe(&self, offered: &str) -> String {
+        match self {
+            Failure::NoCredentials { answerable: true } => format!(
+                "no credentials are configured (set http_proxy.proxy_user and proxy_password); the proxy offers: {offered}"
+            ),
+            Failure::NoCredentials { answerable: false } => format!(
+                "no credentials are configured, and the proxy offers only schemes this build cannot answer: {offered}"
+            ),
+            Failure::Rejected(scheme) => format!(
+                "the {scheme} credentials of http_proxy.proxy_user were rejected; the proxy offers: {offered}"
+            ),
+            Failure::OtherScheme { wanted, sent } => {
+                let sent = match sent {
+                    Some(s) => format!("{s} credentials were sent, but "),
+                    None => String::new(),
+                };
+                let wanted = wanted.map_or("the scheme chosen".to_owned(), |w| {
+                    format!("{w} (http_proxy.proxy_auth)")
+                });
+                format!("{sent}the proxy asks for {offered}, not {wanted}; nothing was rejected")
+            }
+            Failure::Unsupported => format!(
+                "the proxy offers only schemes this build cannot answer: {offered}"
+            ),
+            Failure::BadChallenge { scheme, why } => {
+                format!("cannot answer the proxy's {scheme} challenge: {why}")
+            }
+            Failure::TooManyRounds => format!(
+                "no tunnel after {MAX_ROUNDS} CONNECTs; the proxy offers: {offered}"
+            ),
+        }
+    }
+
+    /// What to change, for the report's hint.
+    pub fn hint(&self, offered: &str) -> String {
+        match self {
+            Failure::NoCredentials { answerable: true } => format!(
+                "the proxy requires credentials (it asks for {offered}): set http_proxy.proxy_user and http_proxy.proxy_password{}",
+                if offered.contains("Digest") && !offered.contains("Basic") { ", and http_proxy.proxy_auth: digest (or any)" } else { "" }
+            ),
+            Failure::NoCredentials { answerable: false } | Failure::Unsupported => format!(
+                "the proxy asks for {offered}, which this build cannot answer (it speaks Basic and Digest): ask for an account with one of those, or an exception for this host"
+            ),
+            Failure::Rejected(_) => format!(
+                "the proxy rejected the credentials (it asks for {offered}): check http_proxy.proxy_user and http_proxy.proxy_password (a domain user as DOMAIN\\user)"
+            ),
+            Failure::OtherScheme { .. } => format!(
+                "the proxy asks for {offered}: set http_proxy.proxy_auth to one of those (or any) if this build can answer it"
+            ),
+            Failure::BadChallenge { .. } => "the proxy's challenge cannot be answered: see the message, and its administrator".into(),
+            Failure::TooManyRounds => "the proxy kept asking for credentials: check http_proxy.proxy_user and http_proxy.proxy_password, and http_proxy.proxy_auth".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

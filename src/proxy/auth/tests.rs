@@ -1,0 +1,284 @@
+use super::*;
+use proptest::prelude::*;
+
+fn parse(values: &[&str]) -> Vec<Challenge> {
+    parse_challenges(&values.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+}
+
+fn text(s: &Secret) -> String {
+    String::from_utf8(s.expose().to_vec()).unwrap()
+}
+
+#[test]
+fn several_headers_and_several_challenges_per_header() {
+    let c = parse(&[
+        "Basic realm=\"Acme, Inc.\", Digest realm=\"x\", nonce=\"a\\\"b\", qop=\"auth,auth-int\"",
+        "NTLM",
+        "Negotiate YII=",
+    ]);
+    let schemes: Vec<&str> = c.iter().map(|c| c.scheme.as_str()).collect();
+    assert_eq!(schemes, ["Basic", "Digest", "NTLM", "Negotiate"]);
+    assert_eq!(c[0].param("realm"), Some("Acme, Inc."));
+    assert_eq!(c[1].param("NONCE"), Some("a\"b"));
+    assert_eq!(c[1].param("qop"), Some("auth,auth-int"));
+    assert_eq!(c[2].token68, None);
+    assert_eq!(c[3].token68.as_deref(), Some("YII="));
+    assert_eq!(c[1].kind(), Some(Scheme::Digest));
+}
+
+#[test]
+fn token68_params_and_junk() {
+    let c = parse(&["NTLM TlRMTVNTUAACAAAA==, Basic realm=x, , =, \"junk\", foo\"bar"]);
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert_eq!(c[0].token68.as_deref(), Some("TlRMTVNTUAACAAAA=="));
+    assert_eq!(c[1].param("realm"), Some("x"));
+    // A parameter before any scheme belongs to nothing.
+    assert!(parse(&["realm=x"]).is_empty());
+    // An unterminated quoted string is no value.
+    let c = parse(&["Digest nonce=\"abc"]);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].param("nonce"), None);
+    // Blank values.
+    assert!(parse(&["", " , ,"]).is_empty());
+}
+
+#[test]
+fn challenges_are_bounded() {
+    let many = "Basic, ".repeat(1000);
+    assert_eq!(parse(&[&many]).len(), MAX_CHALLENGES);
+    let params = format!("Digest {}", "a=b, ".repeat(1000));
+    assert_eq!(parse(&[&params])[0].params.len(), MAX_PARAMS);
+}
+
+#[test]
+fn debug_shows_no_values() {
+    let c = parse(&["Digest nonce=\"s3cr3tnonce\", NTLM abcdefgh"]);
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("s3cr3tnonce") && !shown.contains("abcdefgh"),
+        "{shown}"
+    );
+}
+
+fn pw() -> Secret {
+    Secret::from("p4ssw0rd".to_string())
+}
+
+fn exchange<'a>(mode: Option<ProxyAuth>, password: &'a Secret) -> Exchange<'a> {
+    Exchange::new(
+        mode,
+        Some(Credentials {
+            user: "agent",
+            password,
+        }),
+        "c.example:6443",
+    )
+}
+
+const DIGEST: &str = "Digest realm=\"r\", nonce=\"n1\", qop=\"auth\"";
+
+#[test]
+fn basic_mode_sends_first_and_is_rejected_once() {
+    let password = pw();
+    let mut x = exchange(Some(ProxyAuth::Basic), &password);
+    let first = x.first().unwrap();
+    assert_eq!(text(&first), "Basic YWdlbnQ6cDRzc3cwcmQ=");
+    assert_eq!(x.scheme(), Some(Scheme::Basic));
+    match x.on_challenge(&parse(&["Basic realm=x"])) {
+        Decision::Fail(Failure::Rejected(Scheme::Basic)) => {}
+        other => panic!("{other:?}"),
+    }
+    // A Digest-only proxy after Basic: nothing rejected.
+    let mut x = exchange(Some(ProxyAuth::Basic), &password);
+    x.first();
+    match x.on_challenge(&parse(&[DIGEST])) {
+        Decision::Fail(Failure::OtherScheme {
+            wanted: Some(Scheme::Basic),
+            sent: Some(Scheme::Basic),
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn digest_mode_answers_then_never_twice() {
+    let password = pw();
+    let mut x = exchange(Some(ProxyAuth::Digest), &password);
+    assert!(x.first().is_none());
+    let Decision::Retry(v) = x.on_challenge(&parse(&[DIGEST])) else {
+        panic!()
+    };
+    assert!(text(&v).starts_with("Digest username=\"agent\", realm=\"r\", uri=\"c.example:6443\""));
+    assert_eq!(x.rounds(), 2);
+    match x.on_challenge(&parse(&[DIGEST])) {
+        Decision::Fail(Failure::Rejected(Scheme::Digest)) => {}
+        other => panic!("{other:?}"),
+    }
+    // Basic is never sent under digest.
+    let mut x = exchange(Some(ProxyAuth::Digest), &password);
+    x.first();
+    assert!(matches!(
+        x.on_challenge(&parse(&["Basic realm=x"])),
+        Decision::Fail(Failure::OtherScheme { sent: None, .. })
+    ));
+}
+
+#[test]
+fn digest_stale_is_retried_once_with_the_new_nonce() {
+    let password = pw();
+    let mut x = exchange(Some(ProxyAuth::Digest), &password);
+    x.first();
+    assert!(matches!(
+        x.on_challenge(&parse(&[DIGEST])),
+        Decision::Retry(_)
+    ));
+    let stale = "Digest realm=\"r\", nonce=\"n2\", qop=\"auth\", stale=true";
+    let Decision::Retry(v) = x.on_challenge(&parse(&[stale])) else {
+        panic!()
+    };
+    assert!(text(&v).contains("nonce=\"n2\""));
+    assert!(text(&v).contains("nc=00000002"));
+    assert!(matches!(
+        x.on_challenge(&parse(&[stale])),
+        Decision::Fail(Failure::Rejected(Scheme::Digest))
+    ));
+}
+
+#[test]
+fn any_picks_the_strongest_answerable_and_basic_only_when_asked() {
+    let password = pw();
+    let mut x = exchange(Some(ProxyAuth::Any), &password);
+    assert!(x.first().is_none(), "no credentials before a challenge");
+    let Decision::Retry(v) = x.on_challenge(&parse(&["Basic realm=x", DIGEST, "NTLM"])) else {
+        panic!()
+    };
+    assert!(text(&v).starts_with("Digest "));
+    let mut x = exchange(Some(ProxyAuth::Any), &password);
+    x.first();
+    let Decision::Retry(v) = x.on_challenge(&parse(&["Negotiate", "Basic realm=x"])) else {
+        panic!()
+    };
+    assert!(text(&v).starts_with("Basic "));
+    assert!(matches!(
+        x.on_challenge(&parse(&["Negotiate", "Basic realm=x"])),
+        Decision::Fail(Failure::Rejected(Scheme::Basic))
+    ));
+    let mut x = exchange(Some(ProxyAuth::Any), &password);
+    x.first();
+    assert!(matches!(
+        x.on_challenge(&parse(&["Negotiate", "NTLM"])),
+        Decision::Fail(Failure::Unsupported)
+    ));
+}
+
+#[test]
+fn the_strongest_digest_algorithm_wins() {
+    let password = pw();
+    let mut x = exchange(Some(ProxyAuth::Digest), &password);
+    x.first();
+    let Decision::Retry(v) = x.on_challenge(&parse(&[
+        "Digest realm=\"r\", nonce=\"n\", qop=auth, algorithm=MD5",
+        "Digest realm=\"r\", nonce=\"n\", qop=auth, algorithm=SHA-256",
+        "Digest realm=\"r\", nonce=\"n\", qop=auth, algorithm=SHA-1",
+    ])) else {
+        panic!()
+    };
+    assert!(text(&v).contains("algorithm=SHA-256"), "{}", text(&v));
+}
+
+#[test]
+fn a_digest_challenge_without_nonce_is_a_bad_challenge() {
+    let password = pw();
+    let mut x = exchange(Some(ProxyAuth::Any), &password);
+    x.first();
+    match x.on_challenge(&parse(&["Digest realm=\"r\""])) {
+        Decision::Fail(Failure::BadChallenge {
+            scheme: Scheme::Digest,
+            why,
+        }) => assert!(why.contains("nonce"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn without_credentials_says_whether_they_would_help() {
+    let mut x = Exchange::new(None, None, "c:1");
+    assert!(x.first().is_none());
+    assert!(matches!(
+        x.on_challenge(&parse(&[DIGEST])),
+        Decision::Fail(Failure::NoCredentials { answerable: true })
+    ));
+    assert!(matches!(
+        x.on_challenge(&parse(&["NTLM", "Negotiate"])),
+        Decision::Fail(Failure::NoCredentials { answerable: false })
+    ));
+    let hint = Failure::NoCredentials { answerable: false }.hint("NTLM, Negotiate");
+    assert!(!hint.contains("proxy_user"), "{hint}");
+}
+
+#[test]
+fn rounds_are_bounded_even_for_a_proxy_that_always_says_stale() {
+    let password = pw();
+    let mut x = exchange(Some(ProxyAuth::Digest), &password);
+    x.first();
+    let mut retries = 0;
+    for i in 0..100 {
+        let stale = format!("Digest realm=\"r\", nonce=\"n{i}\", qop=auth, stale=true");
+        match x.on_challenge(&parse(&[&stale])) {
+            Decision::Retry(_) => retries += 1,
+            Decision::Fail(_) => break,
+        }
+    }
+    assert!(retries <= 2, "{retries}");
+    assert!(x.rounds() <= MAX_ROUNDS);
+}
+
+#[test]
+fn sent_values_hold_what_could_be_echoed() {
+    let password = pw();
+    let mut x = exchange(Some(ProxyAuth::Digest), &password);
+    x.first();
+    let Decision::Retry(v) = x.on_challenge(&parse(&[DIGEST])) else {
+        panic!()
+    };
+    let v = text(&v);
+    let response = v
+        .split("response=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(response.len(), 32);
+    assert!(x
+        .sent_values()
+        .iter()
+        .any(|s| s.expose() == response.as_bytes()));
+}
+
+proptest! {
+    #[test]
+    fn parsing_never_panics(values in proptest::collection::vec("\\PC{0,200}", 0..4)) {
+        let c = parse_challenges(&values);
+        prop_assert!(c.len() <= MAX_CHALLENGES);
+    }
+
+    #[test]
+    fn any_challenge_list_gets_a_bounded_answer(values in proptest::collection::vec(
+        "(Basic|Digest|NTLM|Negotiate|X)( (realm|nonce|qop|algorithm|stale)=(\"[a-z,]{0,5}\"|auth|true|MD5|SHA-256))*",
+        0..4,
+    )) {
+        let password = pw();
+        for mode in [ProxyAuth::Basic, ProxyAuth::Digest, ProxyAuth::Any] {
+            let mut x = exchange(Some(mode), &password);
+            x.first();
+            let c = parse_challenges(&values);
+            for _ in 0..10 {
+                if let Decision::Fail(_) = x.on_challenge(&c) {
+                    break;
+                }
+            }
+            prop_assert!(x.rounds() <= MAX_ROUNDS);
+        }
+    }
+}
