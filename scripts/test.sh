@@ -28,6 +28,9 @@ command -v c++ >/dev/null || need_pkgs+=(g++)
 pkg-config --exists libcurl 2>/dev/null || need_pkgs+=(libcurl4-openssl-dev)
 command -v abidiff >/dev/null || need_pkgs+=(abigail-tools)
 command -v clang++ >/dev/null || need_pkgs+=(clang)
+# The real NTLM validator (testenv/ntlm/) runs on pyspnego in a virtualenv: python3 and venv.
+command -v python3 >/dev/null || need_pkgs+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 command -v dpkg-shlibdeps >/dev/null || need_pkgs+=(dpkg-dev)
 command -v file >/dev/null || need_pkgs+=(file)
 command -v help2man >/dev/null || need_pkgs+=(help2man)
@@ -41,6 +44,17 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     apt-get install -y -q --no-install-recommends "${need_pkgs[@]}"
 fi
 # Debian starts neither proxy on install here; our tests start their own on loopback.
+
+# pyspnego (PyPI) for squid's NTLM helper, in a virtualenv under cargo's target directory;
+# the tests find it through DTUN_NTLM_VENV (dtun_testenv::ntlm), and fail without it.
+PYSPNEGO_VERSION=0.12.4
+ntlm_venv=${DTUN_NTLM_VENV:-${CARGO_TARGET_DIR:-target}/ntlm-venv}
+if ! "$ntlm_venv/bin/python3" -c "import sys, importlib.metadata as m; sys.exit(m.version('pyspnego') != '$PYSPNEGO_VERSION')" 2>/dev/null; then
+    python3 -m venv "$ntlm_venv"
+    "$ntlm_venv/bin/pip" install --quiet --disable-pip-version-check "pyspnego==$PYSPNEGO_VERSION"
+fi
+DTUN_NTLM_VENV=$(cd "$ntlm_venv" && pwd)
+export DTUN_NTLM_VENV
 if ! cbindgen --version 2>/dev/null | grep -qx "cbindgen $CBINDGEN_VERSION"; then
     cargo install cbindgen --version "$CBINDGEN_VERSION" --locked
 fi
