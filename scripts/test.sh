@@ -82,5 +82,8 @@ step "Debian packages: built, installed with dpkg -i, used against /usr, removed
 # Reuses build/cmake's cargo build and dtun-testenv from the step above.
 scripts/package.sh --test
 
+step "offline build from cargo vendor, with an explicit Rust target"
+scripts/offline-build.sh
+
 step "fuzzing (each cargo-fuzz target, bounded time)"
 scripts/fuzz.sh 20
