@@ -361,7 +361,9 @@ enum dtun_status dtun_last_open_report(struct dtun_report **out);
  * did not run, a hop without TLS, an unknown key). Keys:
  * `outcome` (status name), `message`, `failed_stage` (`""` on success), `hint` (what to
  * change; `""` on success), `route`, `collector` and `proxy` (`host:port`), `proxy.tls`
- * and `collector.tls` (`yes`/`no`), `proxy.auth` (`basic`/`none`),
+ * and `collector.tls` (`yes`/`no`), `proxy.auth` (`basic`/`none`), `proxy.source` (where
+ * the proxy came from: `config http_proxy.proxy_host` or `environment https_proxy`, ...),
+ * `proxy.bypassed` (a proxy not used because the collector matched a `no_proxy` list),
  * `proxy.status_code`, `proxy.status_reason`, `proxy.auth_schemes` (after a 407),
  * `<side>.tls_version`, `<side>.cipher_suite`, `<side>.tls_resumed`,
  * `<side>.cert.subject`, `<side>.cert.names`, `<side>.cert.not_after` (side: `proxy`

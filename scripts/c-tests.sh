@@ -5,10 +5,12 @@
 #      examples, the C tests, and the dtun-testenv test environment);
 #   2. run ctest: the C tests, the examples, and one test under valgrind when it is installed;
 #   3. install into a temporary prefix and check the installed files (SONAME, symlinks,
-#      exported symbols, pkg-config module, CMake package);
+#      exported symbols against the header under version node DTUN_0, pkg-config module,
+#      CMake package);
 #   4. build three consumers against that prefix, as users would (pkg-config, find_package,
-#      static linking), and run each inside the test environment: each opens a tunnel and
-#      echoes a few bytes.
+#      static linking, and fully static programs with -static from both), plus the C++
+#      example against the installed C++ header, and run each inside the test environment:
+#      each opens a tunnel and echoes a few bytes.
 #
 # Usage: scripts/c-tests.sh            (from anywhere; it works from the repository root)
 #        DTUN_REQUIRE_REAL_PROXIES=ON DTUN_REQUIRE_VALGRIND=ON scripts/c-tests.sh

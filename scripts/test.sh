@@ -29,8 +29,8 @@ pkg-config --exists libcurl 2>/dev/null || need_pkgs+=(libcurl4-openssl-dev)
 command -v abidiff >/dev/null || need_pkgs+=(abigail-tools)
 command -v clang++ >/dev/null || need_pkgs+=(clang)
 # The real NTLM validator (testenv/ntlm/) runs on pyspnego in a virtualenv: python3 and venv.
-command -v python3 >/dev/null || need_pkgs+=(python3)
-python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
+[ -x /usr/bin/python3 ] || need_pkgs+=(python3)
+/usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
 command -v dpkg-shlibdeps >/dev/null || need_pkgs+=(dpkg-dev)
 command -v file >/dev/null || need_pkgs+=(file)
 command -v help2man >/dev/null || need_pkgs+=(help2man)
@@ -47,10 +47,14 @@ fi
 
 # pyspnego (PyPI) for squid's NTLM helper, in a virtualenv under cargo's target directory;
 # the tests find it through DTUN_NTLM_VENV (dtun_testenv::ntlm), and fail without it.
+# Debian's interpreter: squid runs its helpers as user proxy, who cannot reach one under
+# /root (pyenv's, say), and a virtualenv's python3 is only a link to its base interpreter.
 PYSPNEGO_VERSION=0.12.4
+ntlm_python=/usr/bin/python3
 ntlm_venv=${DTUN_NTLM_VENV:-${CARGO_TARGET_DIR:-target}/ntlm-venv}
-if ! "$ntlm_venv/bin/python3" -c "import sys, importlib.metadata as m; sys.exit(m.version('pyspnego') != '$PYSPNEGO_VERSION')" 2>/dev/null; then
-    python3 -m venv "$ntlm_venv"
+if ! grep -qx "home = $(dirname "$ntlm_python")" "$ntlm_venv/pyvenv.cfg" 2>/dev/null ||
+    ! "$ntlm_venv/bin/python3" -c "import sys, importlib.metadata as m; sys.exit(m.version('pyspnego') != '$PYSPNEGO_VERSION')" 2>/dev/null; then
+    "$ntlm_python" -m venv --clear "$ntlm_venv"
     "$ntlm_venv/bin/pip" install --quiet --disable-pip-version-check "pyspnego==$PYSPNEGO_VERSION"
 fi
 DTUN_NTLM_VENV=$(cd "$ntlm_venv" && pwd)
@@ -81,6 +85,9 @@ DTUN_REQUIRE_REAL_PROXIES=ON DTUN_REQUIRE_VALGRIND=ON DTUN_REQUIRE_ABIGAIL=ON DT
 step "Debian packages: built, installed with dpkg -i, used against /usr, removed"
 # Reuses build/cmake's cargo build and dtun-testenv from the step above.
 scripts/package.sh --test
+
+step "offline build from cargo vendor, with an explicit Rust target"
+scripts/offline-build.sh
 
 step "fuzzing (each cargo-fuzz target, bounded time)"
 scripts/fuzz.sh 20

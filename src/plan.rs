@@ -7,7 +7,8 @@ use std::sync::Arc;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
-use crate::config::{Host, Secret, Settings};
+use crate::config::environment::{self, EnvironmentProxy};
+use crate::config::{Host, NoProxy, Secret, Settings};
 use crate::error::{Error, Result};
 use crate::proxy;
 use crate::tls;
@@ -37,8 +38,40 @@ pub struct ProxyHop {
     pub request: Secret,
     /// Whether the request carries Basic credentials.
     pub authenticates: bool,
+    /// Where the proxy came from.
+    pub source: ProxySource,
     /// Texts that must never reach a message: the password and the Authorization value.
     secrets: Vec<Secret>,
+}
+
+/// Where the proxy of a plan came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxySource {
+    /// `http_proxy.proxy_host` and `proxy_port`.
+    Config,
+    /// An environment variable (`http_proxy.from_environment: true`), by name.
+    Environment(&'static str),
+}
+
+impl std::fmt::Display for ProxySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxySource::Config => f.write_str("config http_proxy.proxy_host"),
+            ProxySource::Environment(name) => write!(f, "environment {name}"),
+        }
+    }
+}
+
+/// The proxy an open would use before `no_proxy` is applied.
+struct Chosen {
+    host: Host,
+    port: u16,
+    tls: bool,
+    user: String,
+    password: Secret,
+    /// The password as written in a URL (percent-encoded), to redact too.
+    password_as_written: Secret,
+    source: ProxySource,
 }
 
 /// The options of every TCP socket an open makes (`tcp_keepalive_s`, `tcp_user_timeout_ms`).
@@ -74,11 +107,18 @@ pub struct Plan {
     pub proxy: Option<ProxyHop>,
     /// The options of the TCP socket.
     pub tcp: TcpOptions,
+    /// Why a configured proxy is not used: the collector matched a `no_proxy` list
+    /// (`proxy host:port`, and the list's source).
+    pub bypassed: Option<String>,
 }
 
 impl Plan {
-    /// Builds the plan of a checked configuration.
-    pub fn build(s: &Settings) -> Result<Plan> {
+    /// Builds the plan of a checked configuration, reading environment variables (when
+    /// `http_proxy.from_environment` is on) through `lookup`.
+    pub fn build_with_environment(
+        s: &Settings,
+        lookup: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Plan> {
         let collector_tls = if s.ssl {
             Some(TlsHop {
                 config: tls::client_config(s.ca.as_ref(), s.verify)?,
@@ -89,41 +129,30 @@ impl Plan {
         } else {
             None
         };
-        let proxy = if s.uses_proxy() {
-            let host =
-                Host::parse("http_proxy.proxy_host", &s.proxy.host).map_err(Error::config)?;
-            let tls = if s.proxy.ssl {
-                Some(TlsHop {
-                    config: tls::client_config(s.proxy.ca.as_ref(), s.proxy.verify)?,
-                    name: tls::server_name(&host)?,
-                    verify: s.proxy.verify,
-                    system_store: tls::uses_system_store(s.proxy.ca.as_ref(), s.proxy.verify),
-                })
-            } else {
-                None
-            };
-            let authority = s.collector.authority(s.collector_port);
-            let mut secrets = Vec::new();
-            let request = if s.proxy.user.is_empty() {
-                proxy::connect_request(&authority, None)
-            } else {
-                let auth = proxy::basic_credentials(&s.proxy.user, &s.proxy.password);
-                let request = proxy::connect_request(&authority, Some(&auth));
-                secrets.push(s.proxy.password.clone());
-                let encoded = auth.expose().strip_prefix(b"Basic ").unwrap_or_default();
-                secrets.push(Secret::new(encoded.to_vec()));
-                request
-            };
-            Some(ProxyHop {
-                host,
-                port: s.proxy.port,
-                tls,
-                request,
-                authenticates: !s.proxy.user.is_empty(),
-                secrets,
-            })
+        let (chosen, env_no_proxy) = choose_proxy(s, lookup)?;
+        // The key's list wins over the environment's, as curl's --noproxy does; the
+        // environment's applies only to a proxy from the environment.
+        let no_proxy = if !s.proxy.no_proxy.is_empty() {
+            Some(("http_proxy.no_proxy", &s.proxy.no_proxy))
         } else {
-            None
+            env_no_proxy.as_ref().map(|(name, list)| (*name, list))
+        };
+        let mut bypassed = None;
+        let chosen = match (chosen, no_proxy) {
+            (Some(c), Some((list_name, list))) if list.matches(&s.collector) => {
+                bypassed = Some(format!(
+                    "proxy {} from {} bypassed: collector {} matches {list_name}",
+                    c.host.authority(c.port),
+                    c.source,
+                    s.collector
+                ));
+                None
+            }
+            (chosen, _) => chosen,
+        };
+        let proxy = match chosen {
+            Some(c) => Some(proxy_hop(s, c)?),
+            None => None,
         };
         Ok(Plan {
             collector: s.collector.clone(),
@@ -131,7 +160,14 @@ impl Plan {
             collector_tls,
             proxy,
             tcp: TcpOptions::of(s),
+            bypassed,
         })
+    }
+
+    /// Builds the plan of a checked configuration, with the environment read from this
+    /// process (only when `http_proxy.from_environment` asks for it).
+    pub fn build(s: &Settings) -> Result<Plan> {
+        Plan::build_with_environment(s, &|name| std::env::var_os(name))
     }
 
     /// `host:port` of the collector.
@@ -150,13 +186,18 @@ impl Plan {
                 "plain"
             }
         );
-        match &self.proxy {
-            None => format!("direct to {collector}"),
-            Some(p) => format!(
-                "via proxy {} ({}{}) to {collector}",
+        match (&self.proxy, &self.bypassed) {
+            (None, None) => format!("direct to {collector}"),
+            (None, Some(why)) => format!("direct to {collector} ({why})"),
+            (Some(p), _) => format!(
+                "via proxy {} ({}{}{}) to {collector}",
                 p.host.authority(p.port),
                 if p.tls.is_some() { "TLS" } else { "plain" },
                 if p.authenticates { ", Basic auth" } else { "" },
+                match p.source {
+                    ProxySource::Config => String::new(),
+                    source => format!(", from {source}"),
+                },
             ),
         }
     }
@@ -189,6 +230,124 @@ impl Plan {
         }
         out
     }
+}
+
+/// A `no_proxy` list and the variable it came from.
+type NamedList = (&'static str, NoProxy);
+
+/// The proxy of the config, or of the environment when asked for, and the environment's
+/// `no_proxy` list.
+fn choose_proxy(
+    s: &Settings,
+    lookup: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<(Option<Chosen>, Option<NamedList>)> {
+    if s.uses_proxy() {
+        let host = Host::parse("http_proxy.proxy_host", &s.proxy.host).map_err(Error::config)?;
+        return Ok((
+            Some(Chosen {
+                host,
+                port: s.proxy.port,
+                tls: s.proxy.ssl,
+                user: s.proxy.user.clone(),
+                password: s.proxy.password.clone(),
+                password_as_written: Secret::default(),
+                source: ProxySource::Config,
+            }),
+            None,
+        ));
+    }
+    if !s.proxy.from_environment || !s.proxy.host.trim().is_empty() {
+        return Ok((None, None));
+    }
+    let EnvironmentProxy { proxy, no_proxy } =
+        environment::select(lookup).map_err(Error::config)?;
+    let Some((name, url)) = proxy else {
+        return Ok((None, no_proxy));
+    };
+    if url.tls && !s.ssl {
+        return Err(Error::config(format!(
+            "{name}: an https:// proxy (TLS to the proxy) requires ssl: true (TLS to the proxy \
+             without end-to-end TLS would let the agent believe its metrics are encrypted to \
+             the collector when they are not)"
+        )));
+    }
+    if !url.port_given {
+        crate::dtun_log!(
+            DTUN_LOG_WARN,
+            "{name}: the proxy URL {} has no port: using {}, curl's default for {}",
+            url.shown(),
+            url.port,
+            if url.tls { "https://" } else { "http://" }
+        );
+    }
+    // Credentials in the URL win; without them, the config's proxy_user and proxy_password.
+    let (user, password, password_as_written) = if url.user.is_empty() {
+        (
+            s.proxy.user.clone(),
+            s.proxy.password.clone(),
+            Secret::default(),
+        )
+    } else {
+        (url.user, url.password, url.password_as_written)
+    };
+    Ok((
+        Some(Chosen {
+            host: url.host,
+            port: url.port,
+            tls: url.tls,
+            user,
+            password,
+            password_as_written,
+            source: ProxySource::Environment(name),
+        }),
+        no_proxy,
+    ))
+}
+
+/// The proxy hop of a chosen proxy: its TLS, and the CONNECT request with the credentials,
+/// the user agent and the extra headers; every secret in it kept for redaction.
+fn proxy_hop(s: &Settings, c: Chosen) -> Result<ProxyHop> {
+    let tls = if c.tls {
+        Some(TlsHop {
+            config: tls::client_config(s.proxy.ca.as_ref(), s.proxy.verify)?,
+            name: tls::server_name(&c.host)?,
+            verify: s.proxy.verify,
+            system_store: tls::uses_system_store(s.proxy.ca.as_ref(), s.proxy.verify),
+        })
+    } else {
+        None
+    };
+    let authority = s.collector.authority(s.collector_port);
+    let mut secrets: Vec<Secret> = s.proxy.headers.iter().map(|(_, v)| v.clone()).collect();
+    let auth = if c.user.is_empty() {
+        None
+    } else {
+        let auth = proxy::basic_credentials(&c.user, &c.password);
+        secrets.push(c.password.clone());
+        if !c.password_as_written.is_empty() {
+            secrets.push(c.password_as_written.clone());
+        }
+        let encoded = auth.expose().strip_prefix(b"Basic ").unwrap_or_default();
+        secrets.push(Secret::new(encoded.to_vec()));
+        Some(auth)
+    };
+    let default_agent = format!("dragent-tunnel/{}", crate::VERSION);
+    let user_agent = match s.proxy.user_agent.as_deref() {
+        None => Some(default_agent.as_str()),
+        Some("") => None,
+        Some(ua) => Some(ua),
+    };
+    let request =
+        proxy::connect_request_with(&authority, auth.as_ref(), user_agent, &s.proxy.headers);
+    Ok(ProxyHop {
+        host: c.host,
+        port: c.port,
+        tls,
+        request,
+        authenticates: !c.user.is_empty(),
+        source: c.source,
+        secrets,
+    })
 }
 
 #[cfg(test)]

@@ -53,6 +53,10 @@ impl Report {
                 "proxy.auth",
                 if proxy.authenticates { "basic" } else { "none" },
             );
+            r.put("proxy.source", proxy.source.to_string());
+        }
+        if let Some(why) = &plan.bypassed {
+            r.put("proxy.bypassed", why);
         }
         if let Some((code, reason)) = &progress.proxy_status {
             r.put("proxy.status_code", code.to_string());

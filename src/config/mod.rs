@@ -7,6 +7,7 @@
 mod auth;
 mod ca;
 pub mod environment;
+mod headers;
 mod host;
 pub mod no_proxy;
 pub mod proxy_url;
@@ -17,7 +18,9 @@ mod yaml;
 
 pub use auth::ProxyAuth;
 pub use ca::CaFile;
+pub use headers::HEADER_KEY_PREFIX;
 pub use host::Host;
+pub use no_proxy::NoProxy;
 pub use secret::Secret;
 #[doc(hidden)]
 pub use snapshot::{CaSnapshot, HopSnapshot, PlanId, ProxySnapshot, Snapshot};
@@ -44,7 +47,7 @@ pub(crate) const MAX_TCP_USER_TIMEOUT_MS: u32 = i32::MAX as u32;
 pub const DEFAULT_ROOT_DIR: &str = "/opt/draios";
 
 /// Every key `dtun_config_set` accepts, in dotted form.
-pub const KEYS: [&str; 17] = [
+pub const KEYS: [&str; 21] = [
     "collector",
     "collector_port",
     "tcp_keepalive_s",
@@ -62,6 +65,10 @@ pub const KEYS: [&str; 17] = [
     "http_proxy.ssl",
     "http_proxy.ssl_verify_certificate",
     "http_proxy.ca_certificate",
+    "http_proxy.from_environment",
+    "http_proxy.no_proxy",
+    "http_proxy.user_agent",
+    "http_proxy.headers",
 ];
 
 /// The `http_proxy:` settings.
@@ -85,6 +92,15 @@ pub struct ProxySettings {
     pub verify: bool,
     /// `ca_certificate` for the proxy.
     pub ca: Option<CaFile>,
+    /// `from_environment`: with `proxy_host` empty, the proxy comes from `https_proxy`,
+    /// `HTTPS_PROXY`, `all_proxy` or `ALL_PROXY` (see [`environment`]).
+    pub from_environment: bool,
+    /// `no_proxy`: collectors that go direct (curl's rules, see [`no_proxy`]).
+    pub no_proxy: NoProxy,
+    /// `user_agent`: `None` for the default `dragent-tunnel/<version>`; empty: none sent.
+    pub user_agent: Option<String>,
+    /// `headers`: extra CONNECT headers, names as written; the values are secrets.
+    pub headers: Vec<(String, Secret)>,
 }
 
 /// Every setting, typed and checked.
@@ -131,6 +147,10 @@ impl Default for Settings {
                 ssl: false,
                 verify: true,
                 ca: None,
+                from_environment: false,
+                no_proxy: NoProxy::default(),
+                user_agent: None,
+                headers: Vec::new(),
             },
         }
     }
@@ -235,6 +255,30 @@ impl Settings {
                 self.proxy.verify = null_or(null, true, || boolean(key, text))?
             }
             "http_proxy.ca_certificate" => self.proxy.ca = self.ca_file(key, value)?,
+            "http_proxy.from_environment" => {
+                self.proxy.from_environment = null_or(null, false, || boolean(key, text))?
+            }
+            "http_proxy.no_proxy" => {
+                self.proxy.no_proxy = NoProxy::parse(key, text).map_err(Error::config)?
+            }
+            "http_proxy.user_agent" => {
+                self.proxy.user_agent = if null {
+                    None
+                } else {
+                    headers::check_value(key, text).map_err(Error::config)?;
+                    Some(text.to_owned())
+                }
+            }
+            "http_proxy.headers" if null => self.proxy.headers.clear(),
+            "http_proxy.headers" => {
+                return Err(Error::config(
+                    "http_proxy.headers: expected a map of header names to values (with \
+                     dtun_config_set, set one header as http_proxy.headers.<Name>)",
+                ))
+            }
+            _ if key.starts_with(HEADER_KEY_PREFIX) => {
+                self.set_header(&key[HEADER_KEY_PREFIX.len()..], value)?
+            }
             _ => {
                 return Err(Error::invalid_argument(format!(
                     "unknown config key {:?}; known keys: {}",
@@ -242,6 +286,24 @@ impl Settings {
                     KEYS.join(", ")
                 )))
             }
+        }
+        Ok(())
+    }
+
+    /// Sets (or, with `None`, removes) one extra CONNECT header; names match without case.
+    fn set_header(&mut self, name: &str, value: Option<&str>) -> Result<()> {
+        headers::check_name(name).map_err(Error::config)?;
+        if let Some(v) = value {
+            headers::check_value(&format!("{HEADER_KEY_PREFIX}{name}"), v)
+                .map_err(Error::config)?;
+        }
+        self.proxy
+            .headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        if let Some(v) = value {
+            self.proxy
+                .headers
+                .push((name.to_owned(), Secret::from(v.to_owned())));
         }
         Ok(())
     }
@@ -291,7 +353,13 @@ impl TunnelConfig {
     /// Parses dragent.yaml text.
     pub fn from_yaml(text: &str) -> Result<TunnelConfig> {
         let mut settings = Settings::default();
-        let entries = yaml::RawFile::parse(text)?.entries();
+        let mut raw = yaml::RawFile::parse(text)?;
+        let headers = raw
+            .http_proxy
+            .as_mut()
+            .and_then(|p| p.headers.take())
+            .unwrap_or_default();
+        let entries = raw.entries();
         // A password typed into the wrong key would be quoted by that key's error.
         let password = entries
             .iter()
@@ -308,6 +376,16 @@ impl TunnelConfig {
             }
             // Every value is wiped, even after an error, not only the password's: cheaper
             // than telling them apart.
+            if let Some(v) = value.as_mut() {
+                secret::wipe_string(v);
+            }
+        }
+        // The headers after every key (`http_proxy.headers: ~` among the keys clears them);
+        // their values are secrets, wiped after use like every value.
+        for (name, mut value) in headers.0 {
+            if result.is_ok() {
+                result = settings.set_header(&name, value.as_deref());
+            }
             if let Some(v) = value.as_mut() {
                 secret::wipe_string(v);
             }
@@ -335,7 +413,7 @@ impl TunnelConfig {
     /// Sets one key by its dotted name (`"http_proxy.proxy_port"`) from YAML scalar text
     /// (`"3128"`), with the same parsing and checks as a file. On error nothing changes.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
-        if !KEYS.contains(&key) {
+        if !KEYS.contains(&key) && !key.starts_with(HEADER_KEY_PREFIX) {
             let mut probe = Settings::default();
             return probe.set(key, None);
         }

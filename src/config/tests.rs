@@ -222,7 +222,7 @@ ssl_verify_certificate: true
     assert_eq!(
         request(&cfg),
         "CONNECT collector.sysdigcloud.com:6443 HTTP/1.1\r\n\
-         Host: collector.sysdigcloud.com:6443\r\n\
+         Host: collector.sysdigcloud.com:6443\r\nUser-Agent: dragent-tunnel/0.1.0\r\n\
          \r\n"
     );
 }
@@ -287,7 +287,7 @@ ssl_verify_certificate: true
     assert_eq!(
         request(&cfg),
         "CONNECT collector.sysdigcloud.com:6443 HTTP/1.1\r\n\
-         Host: collector.sysdigcloud.com:6443\r\n\
+         Host: collector.sysdigcloud.com:6443\r\nUser-Agent: dragent-tunnel/0.1.0\r\n\
          \r\n"
     );
 }
@@ -336,7 +336,7 @@ ssl: true
     assert_eq!(
         request(&cfg),
         "CONNECT collector.sysdigcloud.com:6443 HTTP/1.1\r\n\
-         Host: collector.sysdigcloud.com:6443\r\n\
+         Host: collector.sysdigcloud.com:6443\r\nUser-Agent: dragent-tunnel/0.1.0\r\n\
          Proxy-Authorization: Basic c3lzZGlnX2N1c3RvbWVyOjEyMzQ1\r\n\
          \r\n"
     );
@@ -506,7 +506,7 @@ http_proxy:
     assert_eq!(
         request(&cfg),
         "CONNECT collector-static.sysdigcloud.com:443 HTTP/1.1\r\n\
-         Host: collector-static.sysdigcloud.com:443\r\n\r\n"
+         Host: collector-static.sysdigcloud.com:443\r\nUser-Agent: dragent-tunnel/0.1.0\r\n\r\n"
     );
 }
 
@@ -771,7 +771,7 @@ http_proxy:
     assert_eq!(proxy.host, Host::Ip("10.0.0.5".parse().unwrap()));
     assert_eq!(
         request(&cfg),
-        "CONNECT collector.internal:6666 HTTP/1.1\r\nHost: collector.internal:6666\r\n\r\n"
+        "CONNECT collector.internal:6666 HTTP/1.1\r\nHost: collector.internal:6666\r\nUser-Agent: dragent-tunnel/0.1.0\r\n\r\n"
     );
 }
 
@@ -801,7 +801,7 @@ fn ipv6_collector_is_bracketed_in_the_request() {
         );
         assert_eq!(
             request(&cfg),
-            format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"),
+            format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: dragent-tunnel/0.1.0\r\n\r\n"),
             "{written}"
         );
         // TLS checks the IP address (no SNI for IP literals).
@@ -825,7 +825,7 @@ http_proxy:
     );
     assert_eq!(
         request(&cfg),
-        "CONNECT 192.0.2.7:443 HTTP/1.1\r\nHost: 192.0.2.7:443\r\n\r\n"
+        "CONNECT 192.0.2.7:443 HTTP/1.1\r\nHost: 192.0.2.7:443\r\nUser-Agent: dragent-tunnel/0.1.0\r\n\r\n"
     );
     let plan = cfg.plan();
     let proxy = plan.proxy.as_ref().unwrap();
@@ -1777,7 +1777,7 @@ fn set_every_key() {
     // printf 'agent:Zq9-filled-pw' | base64
     assert_eq!(
         request(&cfg),
-        "CONNECT collector.example:7443 HTTP/1.1\r\nHost: collector.example:7443\r\n\
+        "CONNECT collector.example:7443 HTTP/1.1\r\nHost: collector.example:7443\r\nUser-Agent: dragent-tunnel/0.1.0\r\n\
          Proxy-Authorization: Basic YWdlbnQ6WnE5LWZpbGxlZC1wdw==\r\n\r\n"
     );
 }
@@ -1801,7 +1801,7 @@ fn set_examples_of_the_brief() {
     assert_eq!(
         request(&cfg),
         "CONNECT collector.sysdigcloud.com:6443 HTTP/1.1\r\n\
-         Host: collector.sysdigcloud.com:6443\r\n\
+         Host: collector.sysdigcloud.com:6443\r\nUser-Agent: dragent-tunnel/0.1.0\r\n\
          Proxy-Authorization: Basic c3lzZGlnX2N1c3RvbWVyOnA6YUBzL3MldytyZA==\r\n\r\n"
     );
 }
@@ -2003,6 +2003,10 @@ fn every_documented_key_can_be_set() {
         "http_proxy.ssl",
         "http_proxy.ssl_verify_certificate",
         "http_proxy.ca_certificate",
+        "http_proxy.from_environment",
+        "http_proxy.no_proxy",
+        "http_proxy.user_agent",
+        "http_proxy.headers",
         "root_dir",
         "tcp_keepalive_s",
         "tcp_user_timeout_ms",

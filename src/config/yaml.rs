@@ -35,6 +35,11 @@ pub(crate) struct RawProxy {
     pub ssl: Option<Scalar>,
     pub ssl_verify_certificate: Option<Scalar>,
     pub ca_certificate: Option<Scalar>,
+    pub from_environment: Option<Scalar>,
+    pub no_proxy: Option<Scalar>,
+    pub user_agent: Option<Scalar>,
+    /// Taken out before [`RawFile::entries`]: its keys are the headers' names.
+    pub headers: Option<super::headers::RawHeaders>,
 }
 
 impl RawFile {
@@ -75,6 +80,9 @@ impl RawFile {
                 t(p.ssl_verify_certificate),
             ),
             ("http_proxy.ca_certificate", t(p.ca_certificate)),
+            ("http_proxy.from_environment", t(p.from_environment)),
+            ("http_proxy.no_proxy", t(p.no_proxy)),
+            ("http_proxy.user_agent", t(p.user_agent)),
         ]
     }
 }

@@ -9,3 +9,4 @@ mod request;
 
 pub use reply::{BodyLength, Outcome, ParseError, ReplyHead, ReplyParser, MAX_REPLY_HEAD};
 pub use request::{basic_credentials, connect_request};
+pub use request::connect_request_with;

@@ -42,9 +42,80 @@ pub fn connect_request(authority: &str, authorization: Option<&Secret>) -> Secre
     Secret::new(req)
 }
 
+/// As [`connect_request`], with a `User-Agent` line (`None`: none) and extra header lines
+/// (names and values checked by the config), in this order: request line, `Host`,
+/// `User-Agent`, the extra headers as given, `Proxy-Authorization`. The header values may be
+/// secrets: the request is a [`Secret`], sized up front so no unwiped copy is left behind.
+pub fn connect_request_with(
+    authority: &str,
+    authorization: Option<&Secret>,
+    user_agent: Option<&str>,
+    headers: &[(String, Secret)],
+) -> Secret {
+    let plain = connect_request(authority, authorization);
+    if user_agent.is_none() && headers.is_empty() {
+        return plain;
+    }
+    let extra = user_agent.map_or(0, |ua| ua.len() + 14)
+        + headers
+            .iter()
+            .map(|(n, v)| n.len() + v.expose().len() + 4)
+            .sum::<usize>();
+    let base = plain.expose();
+    // Everything after the Host line goes behind the new lines.
+    let host_end = base
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| *w == b"\r\n")
+        .nth(1)
+        .map_or(base.len(), |(i, _)| i + 2);
+    let mut req = Vec::with_capacity(base.len() + extra);
+    req.extend_from_slice(&base[..host_end]);
+    if let Some(ua) = user_agent {
+        req.extend_from_slice(b"User-Agent: ");
+        req.extend_from_slice(ua.as_bytes());
+        req.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in headers {
+        req.extend_from_slice(name.as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(value.expose());
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(&base[host_end..]);
+    Secret::new(req)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_agent_and_headers_in_order() {
+        let auth = basic_credentials("a", &Secret::from("b".to_string()));
+        let headers = [
+            ("X-Tenant".to_string(), Secret::from("t1".to_string())),
+            ("X-Token".to_string(), Secret::from("s3cr3t".to_string())),
+        ];
+        let r = connect_request_with(
+            "[::1]:443",
+            Some(&auth),
+            Some("dragent-tunnel/0.1.0"),
+            &headers,
+        );
+        assert_eq!(
+            text(&r),
+            "CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\nUser-Agent: dragent-tunnel/0.1.0\r\n\
+             X-Tenant: t1\r\nX-Token: s3cr3t\r\nProxy-Authorization: Basic YTpi\r\n\r\n"
+        );
+        let r = connect_request_with("c:1", None, None, &[]);
+        assert_eq!(text(&r), "CONNECT c:1 HTTP/1.1\r\nHost: c:1\r\n\r\n");
+        let r = connect_request_with("c:1", None, Some("ua"), &[]);
+        assert_eq!(
+            text(&r),
+            "CONNECT c:1 HTTP/1.1\r\nHost: c:1\r\nUser-Agent: ua\r\n\r\n"
+        );
+    }
 
     fn text(s: &Secret) -> String {
         String::from_utf8(s.expose().to_vec()).unwrap()

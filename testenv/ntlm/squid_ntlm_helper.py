@@ -57,8 +57,15 @@ def main():
         return 2
 
     # Imported after the environment is set: pyspnego reads it when a context is made.
-    import spnego
-    from spnego.exceptions import SpnegoError
+    try:
+        import spnego
+        from spnego.exceptions import SpnegoError
+    except ImportError:
+        sys.stderr.write(
+            "squid_ntlm_helper: pyspnego is not importable by %s (run it with the virtualenv's"
+            " python3 by its full path, e.g. through /usr/bin/env)\n" % sys.executable
+        )
+        return 2
 
     def new_context():
         # use_ntlm: pyspnego's own NTLM code, never a system GSSAPI's, so the user file and

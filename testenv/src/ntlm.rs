@@ -10,14 +10,19 @@
 //! For squid (the user file holds `DOMAIN:user:password` lines):
 //!
 //! ```text
-//! auth_param ntlm program <venv>/bin/python3 <testenv>/ntlm/squid_ntlm_helper.py --user-file FILE
+//! auth_param ntlm program /usr/bin/env <venv>/bin/python3 <testenv>/ntlm/squid_ntlm_helper.py --user-file FILE
 //! auth_param ntlm children 4
 //! auth_param ntlm keep_alive on
 //! acl ntlm_users proxy_auth REQUIRED
 //! http_access allow ntlm_users
 //! ```
 //!
-//! ([`NtlmHelper::squid_program`] writes the first line.)
+//! ([`NtlmHelper::squid_program`] writes the first line.) `/usr/bin/env` is there because
+//! squid starts a helper with only the program's base name as `argv[0]`: a bare `python3`
+//! would then find itself on `PATH`, outside the virtualenv, without pyspnego. squid runs its
+//! helpers as its `cache_effective_user` (`proxy` when started as root): the virtualenv, its
+//! base interpreter (`scripts/test.sh` uses Debian's `/usr/bin/python3`, not one under
+//! `/root`), the script and the user file must be readable by that user.
 
 use std::env;
 use std::fs;
@@ -123,8 +128,9 @@ impl NtlmHelper {
         cmd
     }
 
-    /// The value of squid's `auth_param ntlm program` for `user_file`. squid splits it at
-    /// white space, so none of the paths may hold any (checked: `Err` names the path).
+    /// The value of squid's `auth_param ntlm program` for `user_file`, through
+    /// `/usr/bin/env` (see the module documentation). squid splits it at white space, so
+    /// none of the paths may hold any (checked: `Err` names the path).
     pub fn squid_program(&self, user_file: &Path) -> Result<String, String> {
         let parts = [self.python.as_path(), self.script.as_path(), user_file];
         for p in parts {
@@ -138,7 +144,7 @@ impl NtlmHelper {
             }
         }
         Ok(format!(
-            "{} {} --user-file {}",
+            "/usr/bin/env {} {} --user-file {}",
             self.python.display(),
             self.script.display(),
             user_file.display()
@@ -233,7 +239,7 @@ mod tests {
         };
         assert_eq!(
             h.squid_program(Path::new("/d/users")).as_deref(),
-            Ok("/venv/bin/python3 /src/helper.py --user-file /d/users")
+            Ok("/usr/bin/env /venv/bin/python3 /src/helper.py --user-file /d/users")
         );
         assert!(h.squid_program(Path::new("/d d/users")).is_err());
     }
