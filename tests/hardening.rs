@@ -1450,3 +1450,51 @@ fn a_reset_stays_an_error_on_later_recvs() {
         );
     }
 }
+
+/// Issue 13: the values of `http_proxy.headers` are secrets like the password. A proxy that
+/// echoes the whole request head back in its reason phrase (for a 403, a 407, a 502) leaves
+/// none of them, nor the Basic token, in the error, the report or the log records at TRACE;
+/// the header names may show.
+#[test]
+fn echoed_extra_header_values_never_leak() {
+    let header_secrets = ["Tenant-Token-4f9a2c", "Api-Key-9b8c7d6e5f"];
+    let mut secrets = secrets_of(USER, PASSWORD);
+    secrets.extend(header_secrets.iter().map(|s| s.to_string()));
+    for code in [
+        "403 Forbidden",
+        "407 Proxy Authentication Required",
+        "502 Bad Gateway",
+    ] {
+        let fake = ScriptedProxy::start(move |head| {
+            let echoed = head.replace("\r\n", " | ");
+            let mut reply = format!("HTTP/1.1 {code} {echoed}\r\n");
+            if code.starts_with("407") {
+                reply.push_str("Proxy-Authenticate: Basic realm=\"x\"\r\n");
+            }
+            reply.push_str("Content-Length: 0\r\n\r\n");
+            reply.into_bytes()
+        });
+        let mut yaml = Yaml::collector(6443)
+            .plain_collector()
+            .proxy(fake.port())
+            .auth(USER, PASSWORD)
+            .text();
+        yaml.push_str(&format!(
+            "    headers:\n        X-Tenant: {}\n        X-Api-Key: \"{}\"\n",
+            header_secrets[0], header_secrets[1]
+        ));
+        let cfg = TunnelConfig::from_yaml(&yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        let capture = LogCapture::start();
+        let (outcome, report) = Connection::open_with_report(&cfg, Wait::Forever);
+        let logs = capture.dump();
+        drop(capture);
+        let head = fake.finish().unwrap_or_default();
+        for s in header_secrets {
+            assert!(head.contains(s), "the request carried {s}: {head:?}");
+        }
+        let e = outcome.map(drop).expect_err("the proxy refused");
+        assert_error_clean(&e, &secrets);
+        assert_no_leak("report", &report.text(), &secrets);
+        assert_no_leak("logs", &logs, &secrets);
+    }
+}
