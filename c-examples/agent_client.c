@@ -3,6 +3,7 @@
  * tunnel a dragent.yaml describes, and prints the collector's replies.
  *
  *   agent_client DRAGENT_YAML [COUNT]
+ *   agent_client --reconnect MAX_FAILURES DRAGENT_YAML [COUNT]
  *
  * Each message is a 4-byte big-endian length that counts the 6-byte header too, a version
  * byte (4), a message type byte, then the payload. The program sends COUNT messages (default
@@ -10,17 +11,29 @@
  * 0xAC is an acknowledgement whose payload is the message's sequence number on the connection
  * and the payload length the collector received (both 4-byte big-endian), and is checked.
  *
+ * With --reconnect, the program behaves as an agent does: a failed open, or a connection that
+ * breaks, is retried after the delay dtun_backoff_next() gives (exponential with jitter for
+ * network failures, the slow floor at once for a wrong configuration such as a wrong
+ * password), the policy is reset once a connection carried a message, and the COUNT messages
+ * are sent across as many connections as it takes. It gives up after MAX_FAILURES failures in
+ * a row. Restart the proxy while it runs to see it wait, grow its delay, and carry on.
+ *
  * Exit status: 0 when every message was acknowledged, 1 on a failure (the status name and
  * the library's message are printed), 2 on a usage error.
  *
  * Written in the common subset of C11 and C++17 so that it also compiles as C++.
  */
 
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
+#endif
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dragent_tunnel.h"
 
@@ -40,13 +53,22 @@
 #define OPEN_TIMEOUT_MS 15000
 #define IO_TIMEOUT_MS 15000
 
+/* The reconnect policy of --reconnect: short bounds, so that the example shows its growth in
+ * seconds (an agent would use its own, such as 1000 and 60000). */
+#define RECONNECT_MIN_MS 100
+#define RECONNECT_MAX_MS 2000
+
 #define DEFAULT_COUNT 5
 #define MAX_COUNT 1000000
 
 /* Prints the failure of a library call with its status name and message; returns 1, the exit
  * status for failures, so callers can `return fail(...)`. */
+/* The status of the last failure fail() printed, for the reconnect policy. */
+static dtun_status last_failure = DTUN_OK;
+
 static int fail(const char *what, dtun_status status)
 {
+    last_failure = status;
     /* Read the message first: it belongs to this thread's last dtun_ call. */
     const char *message = dtun_last_error();
     fprintf(stderr, "agent_client: %s failed: %s: %s\n", what, dtun_status_name(status),
@@ -171,6 +193,7 @@ static int exchange(dtun_conn *conn, uint32_t seq)
     if (status == DTUN_CLOSED) {
         fprintf(stderr, "agent_client: the collector closed the connection before replying to "
                         "message #%" PRIu32 "\n", seq);
+        last_failure = DTUN_CLOSED;
         return 1;
     }
     if (status != DTUN_OK) {
@@ -207,20 +230,97 @@ static int exchange(dtun_conn *conn, uint32_t seq)
     return 0;
 }
 
+static void sleep_ms(uint32_t ms)
+{
+    struct timespec t;
+    t.tv_sec = (time_t)(ms / 1000);
+    t.tv_nsec = (long)(ms % 1000) * 1000000L;
+    while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+    }
+}
+
+/* --reconnect: sends `count` messages across as many connections as it takes, waiting what
+ * the backoff policy says after each failure; gives up after `max_failures` in a row. */
+static int run_reconnecting(dtun_config *config, long count, long max_failures)
+{
+    dtun_backoff *backoff = NULL;
+    long acked = 0;
+    long failures = 0;
+    dtun_status status = dtun_backoff_new(RECONNECT_MIN_MS, RECONNECT_MAX_MS, &backoff);
+    if (status != DTUN_OK) {
+        return fail("creating the reconnect policy", status);
+    }
+    while (acked < count) {
+        dtun_conn *conn = NULL;
+        uint32_t seq = 0;
+        uint32_t delay;
+        int broken = 0;
+        printf("opening the tunnel (at most %d ms)\n", OPEN_TIMEOUT_MS);
+        status = dtun_open(config, OPEN_TIMEOUT_MS, &conn);
+        if (status != DTUN_OK) {
+            (void)fail("opening the tunnel", status);
+        } else {
+            print_route(conn);
+            while (acked < count && !broken) {
+                if (exchange(conn, ++seq) != 0) {
+                    broken = 1;
+                } else {
+                    acked++;
+                    /* The connection stayed up and carried a message: start afresh. */
+                    dtun_backoff_reset(backoff);
+                    failures = 0;
+                }
+            }
+            dtun_close(conn);
+            printf("tunnel closed\n");
+            if (!broken) {
+                break;
+            }
+        }
+        failures++;
+        if (failures >= max_failures) {
+            fprintf(stderr, "agent_client: giving up after %ld failures in a row\n", failures);
+            dtun_backoff_free(backoff);
+            return 1;
+        }
+        /* On this thread, right after the failure: a refusal's HTTP status (403 or 5xx) is
+         * read from this thread's last open report. */
+        delay = dtun_backoff_next(backoff, last_failure);
+        printf("reconnecting after %s: waiting %" PRIu32 " ms (failure %ld of at most %ld)\n",
+               dtun_status_name(last_failure), delay, failures, max_failures);
+        sleep_ms(delay);
+    }
+    dtun_backoff_free(backoff);
+    printf("all %ld messages acknowledged\n", count);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     dtun_config *config = NULL;
     dtun_conn *conn = NULL;
     dtun_status status;
     long count = DEFAULT_COUNT;
+    long max_failures = 0;
     long i;
     int result = 0;
 
     /* One line at a time, so our lines interleave in order with the library's log lines on
      * stderr when both go to a pipe. */
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc >= 2 && strcmp(argv[1], "--reconnect") == 0) {
+        max_failures = argc >= 3 ? parse_count(argv[2]) : 0;
+        if (max_failures == 0) {
+            fprintf(stderr, "agent_client: --reconnect needs MAX_FAILURES, a number from 1 to "
+                            "%d\n", MAX_COUNT);
+            return 2;
+        }
+        argv += 2;
+        argc -= 2;
+    }
     if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: agent_client DRAGENT_YAML [COUNT]\n");
+        fprintf(stderr, "usage: agent_client DRAGENT_YAML [COUNT]\n"
+                        "       agent_client --reconnect MAX_FAILURES DRAGENT_YAML [COUNT]\n");
         return 2;
     }
     if (argc == 3) {
@@ -239,6 +339,12 @@ int main(int argc, char **argv)
     status = dtun_config_from_file(argv[1], &config);
     if (status != DTUN_OK) {
         result = fail("loading the configuration", status);
+        goto out;
+    }
+
+    if (max_failures > 0) {
+        result = run_reconnecting(config, count, max_failures);
+        dtun_config_free(config);
         goto out;
     }
 

@@ -115,6 +115,10 @@ void secrets_collect(void);
  * (a secret of 8 characters or fewer only whole). */
 const char *secrets_find(const char *text);
 
+/* Adds a secret of the test's own (an extra CONNECT header value, say) to those
+ * secrets_find() looks for. */
+void secrets_add(const char *text);
+
 /* How many secrets were collected. */
 size_t secrets_count(void);
 
