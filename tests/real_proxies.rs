@@ -571,3 +571,92 @@ fn squid_ssl_bump() {
     echo(&conn, b"not inspected");
     conn.close();
 }
+
+/// A plain echo collector on `[::1]` (the in-repo collectors listen on 127.0.0.1 only):
+/// echoes every connection until it closes; stops with the test process.
+fn ipv6_echo() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(("::1", 0)).expect("bind [::1]");
+    let port = listener.local_addr().expect("local addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// IPv6 everywhere (issue 13), through real squid: the proxy on `::1` to an IPv4 collector,
+/// an IPv6-literal collector through an IPv4 proxy, and IPv6 on both hops; each CONNECT's
+/// target as squid logged it.
+#[test]
+fn squid_ipv6_proxy_and_collector() {
+    if !require_or_skip("squid_ipv6_proxy_and_collector", &[RealProxy::Squid]) {
+        return;
+    }
+    let env = Env::new("squid-ipv6");
+    let v4 = EchoServer::start(None).expect("start plain echo");
+    let v6 = ipv6_echo();
+    let squid = Squid::start_with_ipv6(SquidOptions {
+        allowed_ports: vec![v4.port(), v6],
+        ..SquidOptions::new(env.dir().join("squid"))
+    })
+    .expect("start squid");
+    let plain = squid.plain_port().expect("plain port");
+    let plain6 = squid.plain6_port().expect("IPv6 plain port");
+    let cases = [
+        (
+            "proxy on ::1, IPv4 collector",
+            "127.0.0.1",
+            v4.port(),
+            "::1",
+            plain6,
+        ),
+        (
+            "IPv6 collector through an IPv4 proxy",
+            "::1",
+            v6,
+            "127.0.0.1",
+            plain,
+        ),
+        ("IPv6 proxy and collector", "::1", v6, "::1", plain6),
+        (
+            "proxy as [::1], collector as [::1]",
+            "'[::1]'",
+            v6,
+            "'[::1]'",
+            plain6,
+        ),
+    ];
+    for (what, collector, collector_port, proxy, proxy_port) in cases {
+        let cfg = Yaml::new()
+            .set("collector", collector)
+            .set("collector_port", collector_port)
+            .plain_collector()
+            .set("http_proxy.proxy_host", proxy)
+            .set("http_proxy.proxy_port", proxy_port)
+            .build();
+        let conn = Connection::open(&cfg, Wait::For(Duration::from_secs(20)))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        echo(&conn, what.as_bytes());
+        assert!(
+            conn.route().starts_with("via proxy "),
+            "{what}: {}",
+            conn.route()
+        );
+        conn.close();
+    }
+    let log = std::fs::read_to_string(squid.dir().join("access.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!("CONNECT [::1]:{v6}")),
+        "squid logged the IPv6 target: {log}"
+    );
+}

@@ -47,7 +47,7 @@ fn ncsa_helper() -> Option<PathBuf> {
 }
 
 /// A squid helper program, if installed.
-fn helper(name: &str) -> Option<PathBuf> {
+pub(crate) fn helper(name: &str) -> Option<PathBuf> {
     HELPER_DIRS
         .iter()
         .map(|dir| Path::new(dir).join(name))
@@ -217,6 +217,7 @@ pub struct Squid {
     tls: Option<u16>,
     tls_auth: Option<u16>,
     bump: Option<u16>,
+    plain6: Option<u16>,
     startup: Duration,
 }
 
@@ -228,6 +229,9 @@ struct Ports {
     tls: Option<u16>,
     tls_auth: Option<u16>,
     bump: Option<u16>,
+    /// The plain port on `[::1]` ([`Squid::start_with_ipv6`]); not in [`Ports::all`], which
+    /// are the IPv4 ones.
+    plain6: Option<u16>,
 }
 
 impl Ports {
@@ -255,7 +259,7 @@ impl Squid {
     /// Errors: squid is not installed (`NotFound`), invalid options (`InvalidInput`), squid
     /// exited or did not become ready in time (the message contains the end of `cache.log`).
     pub fn start(opts: SquidOptions) -> io::Result<Squid> {
-        Squid::start_inner(opts, None)
+        Squid::start_inner(opts, None, false)
     }
 
     /// [`Squid::start`] with one more plain `http_port` that inspects TLS (see [`SslBump`]):
@@ -264,10 +268,18 @@ impl Squid {
     /// Errors: those of [`Squid::start`]; the certificate generator is missing (`NotFound`,
     /// see [`bump_missing`]) or failed to initialise its database.
     pub fn start_with_bump(opts: SquidOptions, bump: SslBump) -> io::Result<Squid> {
-        Squid::start_inner(opts, Some(bump))
+        Squid::start_inner(opts, Some(bump), false)
     }
 
-    fn start_inner(opts: SquidOptions, bump: Option<SslBump>) -> io::Result<Squid> {
+    /// [`Squid::start`] with one more plain `http_port`, without auth, on `[::1]`
+    /// ([`Squid::plain6_port`]): a proxy reached over IPv6. CONNECT to `[::1]` targets is
+    /// allowed on every port (the loopback rule), so IPv6 collectors work through the IPv4
+    /// ports too.
+    pub fn start_with_ipv6(opts: SquidOptions) -> io::Result<Squid> {
+        Squid::start_inner(opts, None, true)
+    }
+
+    fn start_inner(opts: SquidOptions, bump: Option<SslBump>, ipv6: bool) -> io::Result<Squid> {
         let begin = Instant::now();
         let squid = find_program("squid")
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "squid is not installed"))?;
@@ -320,7 +332,8 @@ impl Squid {
                 + usize::from(has_auth)
                 + usize::from(has_tls)
                 + usize::from(has_auth && has_tls)
-                + usize::from(has_bump);
+                + usize::from(has_bump)
+                + usize::from(ipv6);
             let mut numbers = free_ports(wanted).into_iter();
             let ports = Ports {
                 plain: numbers.next().expect("one port"),
@@ -328,6 +341,7 @@ impl Squid {
                 tls: has_tls.then(|| numbers.next().expect("port")),
                 tls_auth: (has_auth && has_tls).then(|| numbers.next().expect("port")),
                 bump: has_bump.then(|| numbers.next().expect("port")),
+                plain6: ipv6.then(|| numbers.next().expect("port")),
             };
             let bump = bump_files.as_ref().zip(ports.bump);
             let conf = config(&dir, &opts, ports, &run_as, &tls_files, &auth, bump);
@@ -357,6 +371,7 @@ impl Squid {
                         tls: ports.tls,
                         tls_auth: ports.tls_auth,
                         bump: ports.bump,
+                        plain6: ports.plain6,
                         startup: begin.elapsed(),
                     });
                 }
@@ -376,6 +391,12 @@ impl Squid {
     /// The plain `http_port` without auth (always open).
     pub fn plain_port(&self) -> Option<u16> {
         Some(self.plain)
+    }
+
+    /// The plain `http_port` without auth on `[::1]`; `None` unless started with
+    /// [`Squid::start_with_ipv6`].
+    pub fn plain6_port(&self) -> Option<u16> {
+        self.plain6
     }
 
     /// The plain `http_port` that requires Basic auth; `None` without users.
@@ -561,6 +582,9 @@ fn config(
     }
 
     line(format!("http_port 127.0.0.1:{} name=plain", ports.plain));
+    if let Some(port) = ports.plain6 {
+        line(format!("http_port [::1]:{port} name=plain6"));
+    }
     if let Some(port) = ports.plain_auth {
         line(format!("http_port 127.0.0.1:{port} name=plain_auth"));
     }
@@ -727,9 +751,23 @@ fn wait_ready(
 ) -> Result<(), Ready> {
     let deadline = Instant::now() + READY_TIMEOUT;
     let mut backoff = Duration::from_millis(2);
+    let plain6 = ports.plain6;
     let ports = ports.all();
     loop {
         let log = fs::read_to_string(cache_log).unwrap_or_default();
+        if let Some(port) = plain6.filter(|port| {
+            let needle = format!("[::1]:{port}:");
+            log.lines()
+                .any(|line| line.contains("Cannot bind") && line.contains(&needle))
+        }) {
+            return Err(Ready::PortTaken(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "squid could not bind [::1]:{port}:\n{}",
+                    log_tail(cache_log, stderr)
+                ),
+            )));
+        }
         let bind_failure = |port: &&u16| {
             let needle = format!("127.0.0.1:{port}:");
             log.lines()
@@ -757,7 +795,12 @@ fn wait_ready(
         let all_accepting = ports
             .iter()
             .all(|port| log.contains(&format!(" local=127.0.0.1:{port} ")));
+        let ipv6_accepting = plain6.is_none_or(|port| {
+            log.contains(&format!(" local=[::1]:{port} "))
+                && TcpStream::connect((std::net::Ipv6Addr::LOCALHOST, port)).is_ok()
+        });
         if all_accepting
+            && ipv6_accepting
             && ports
                 .iter()
                 .all(|port| TcpStream::connect((Ipv4Addr::LOCALHOST, *port)).is_ok())
