@@ -164,3 +164,77 @@ fn a_403_waits_the_slow_floor_and_a_503_grows_from_the_minimum() {
     .unwrap();
     assert!((100..=200).contains(&d), "{d}");
 }
+
+/// A CONNECT proxy on `port` that comes up after `after`, serves one tunnel (answers 200,
+/// then echoes until the client closes) and goes away again: a proxy being restarted.
+fn proxy_up_later(port: u16, after: std::time::Duration) -> std::thread::JoinHandle<()> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("rebind the port");
+        let (mut s, _) = listener.accept().expect("accept");
+        drop(listener);
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        if s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 || s.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// The agent's loop through the Rust API against a proxy that is down, comes up, goes down
+/// (restarted) and comes up again: each outage costs a few CONNECT failures with growing
+/// delays within their windows, and each comeback is picked up at the next attempt.
+#[test]
+fn a_reconnect_loop_outlasts_a_proxy_restart() {
+    use dragent_tunnel::backoff::{Backoff, Failure};
+    use dragent_tunnel::{Connection, Wait};
+    let port = closed_port();
+    let cfg = Yaml::collector(6443)
+        .set("collector", "collector.example")
+        .plain_collector()
+        .set("http_proxy.proxy_host", "127.0.0.1")
+        .set("http_proxy.proxy_port", port)
+        .build();
+    let mut backoff = Backoff::new(50, 400).unwrap();
+    for outage in 0..2 {
+        let proxy = proxy_up_later(port, std::time::Duration::from_millis(600));
+        let mut delays = Vec::new();
+        let conn = loop {
+            match Connection::open(&cfg, Wait::For(std::time::Duration::from_secs(5))) {
+                Ok(conn) => break conn,
+                Err(e) => {
+                    assert_eq!(e.status(), Status::DTUN_ERR_CONNECT, "{e}");
+                    let d = backoff.next(Failure::of(e.status(), None));
+                    let n = delays.len() as u32;
+                    let ceiling = (50u64 << (n + 1).min(32)).min(400);
+                    assert!(
+                        (50..=ceiling).contains(&(d.as_millis() as u64)),
+                        "failure {n}: {d:?}"
+                    );
+                    delays.push(d);
+                    assert!(delays.len() < 100, "the proxy never came back");
+                    std::thread::sleep(d);
+                }
+            }
+        };
+        assert!(delays.len() >= 2, "outage {outage}: {delays:?}");
+        echo(&conn, b"after the restart");
+        conn.close();
+        backoff.reset();
+        proxy.join().unwrap();
+    }
+}
