@@ -60,6 +60,10 @@ fn bases() -> &'static [(TunnelConfig, Snapshot); 2] {
                 ("http_proxy.ssl", tls.into()),
                 ("http_proxy.ssl_verify_certificate", "off".into()),
                 ("http_proxy.ca_certificate", "proxy.pem".into()),
+                ("http_proxy.from_environment", "true".into()),
+                ("http_proxy.no_proxy", "10.0.0.0/8, .corp.example".into()),
+                ("http_proxy.user_agent", "agent/1".into()),
+                ("http_proxy.headers.X-Tenant", "Zq9-tenant-secret".into()),
             ] {
                 cfg.set(key, &value)
                     .unwrap_or_else(|e| panic!("set {key}: {e:?}"));

@@ -48,6 +48,8 @@ pub struct Snapshot {
     pub proxy_verify: bool,
     /// `http_proxy.ca_certificate`.
     pub proxy_ca: Option<CaSnapshot>,
+    /// `http_proxy.from_environment`, `no_proxy`, `user_agent` and `headers`.
+    pub proxy_extras: (bool, super::NoProxy, Option<String>, Vec<(String, Secret)>),
     /// The plan's collector host and port.
     pub plan_collector: (Host, u16),
     /// The plan's TLS to the collector.
@@ -132,6 +134,12 @@ impl Snapshot {
             proxy_ssl: s.proxy.ssl,
             proxy_verify: s.proxy.verify,
             proxy_ca: s.proxy.ca.as_ref().map(ca),
+            proxy_extras: (
+                s.proxy.from_environment,
+                s.proxy.no_proxy.clone(),
+                s.proxy.user_agent.clone(),
+                s.proxy.headers.clone(),
+            ),
             plan_collector: (plan.collector.clone(), plan.collector_port),
             plan_collector_tls: plan.collector_tls.as_ref().map(hop),
             plan_proxy: plan.proxy.as_ref().map(|p| ProxySnapshot {
