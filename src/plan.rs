@@ -36,8 +36,20 @@ pub struct ProxyHop {
     pub tls: Option<TlsHop>,
     /// The CONNECT request head, credentials included.
     pub request: Secret,
-    /// Whether the request carries Basic credentials.
+    /// Whether credentials are configured (sent as `auth` says).
     pub authenticates: bool,
+    /// The auth scheme in force (`http_proxy.proxy_auth`, or Basic with a user).
+    pub auth: Option<crate::config::ProxyAuth>,
+    /// The user of the credentials.
+    pub user: String,
+    /// The password.
+    pub password: Secret,
+    /// The CONNECT target, `host:port`.
+    pub authority: String,
+    /// The `User-Agent` of every CONNECT.
+    pub user_agent: Option<String>,
+    /// The extra CONNECT headers.
+    pub headers: Vec<(String, Secret)>,
     /// Where the proxy came from.
     pub source: ProxySource,
     /// Texts that must never reach a message: the password and the Authorization value.
@@ -193,7 +205,10 @@ impl Plan {
                 "via proxy {} ({}{}{}) to {collector}",
                 p.host.authority(p.port),
                 if p.tls.is_some() { "TLS" } else { "plain" },
-                if p.authenticates { ", Basic auth" } else { "" },
+                match (p.authenticates, p.auth) {
+                    (true, Some(auth)) => auth.route_label(),
+                    _ => "",
+                },
                 match p.source {
                     ProxySource::Config => String::new(),
                     source => format!(", from {source}"),
@@ -211,6 +226,26 @@ impl Plan {
             redacted
         } else {
             let mut cut: String = redacted.chars().take(max).collect();
+            cut.push_str("...");
+            cut
+        }
+    }
+
+    /// [`Plan::redact_and_shorten`] that also replaces the `Proxy-Authorization` values
+    /// this open sent (a Digest response, for instance).
+    pub fn redact_with(&self, extra: &[Secret], text: &str, max: usize) -> String {
+        let mut out = self.redact(text);
+        for secret in extra {
+            if let Ok(s) = std::str::from_utf8(secret.expose()) {
+                if s.len() >= 3 && out.contains(s) {
+                    out = out.replace(s, "<redacted>");
+                }
+            }
+        }
+        if out.chars().count() <= max {
+            out
+        } else {
+            let mut cut: String = out.chars().take(max).collect();
             cut.push_str("...");
             cut
         }
@@ -319,7 +354,14 @@ fn proxy_hop(s: &Settings, c: Chosen) -> Result<ProxyHop> {
     };
     let authority = s.collector.authority(s.collector_port);
     let mut secrets: Vec<Secret> = s.proxy.headers.iter().map(|(_, v)| v.clone()).collect();
-    let auth = if c.user.is_empty() {
+    let mode = s
+        .proxy
+        .auth
+        .or_else(|| (!c.user.is_empty()).then_some(crate::config::ProxyAuth::Basic));
+    if !c.password.is_empty() {
+        secrets.push(c.password.clone());
+    }
+    let auth = if c.user.is_empty() || mode != Some(crate::config::ProxyAuth::Basic) {
         None
     } else {
         let auth = proxy::basic_credentials(&c.user, &c.password);
@@ -345,6 +387,12 @@ fn proxy_hop(s: &Settings, c: Chosen) -> Result<ProxyHop> {
         tls,
         request,
         authenticates: !c.user.is_empty(),
+        auth: mode,
+        user: c.user.clone(),
+        password: c.password.clone(),
+        authority,
+        user_agent: user_agent.map(str::to_owned),
+        headers: s.proxy.headers.clone(),
         source: c.source,
         secrets,
     })

@@ -51,8 +51,17 @@ impl Report {
             r.put("proxy.tls", yes_no(proxy.tls.is_some()));
             r.put(
                 "proxy.auth",
-                if proxy.authenticates { "basic" } else { "none" },
+                match (proxy.authenticates, proxy.auth) {
+                    (true, Some(auth)) => auth.name(),
+                    _ => "none",
+                },
             );
+            if let Some(scheme) = progress.auth_scheme {
+                r.put("proxy.auth_scheme", scheme);
+            }
+            if progress.auth_rounds > 0 {
+                r.put("proxy.auth_rounds", progress.auth_rounds.to_string());
+            }
             r.put("proxy.source", proxy.source.to_string());
         }
         if let Some(why) = &plan.bypassed {
@@ -334,6 +343,9 @@ pub fn hint(plan: &Plan, progress: &Progress, e: &Error) -> String {
                 ),
                 None => hint,
             }
+        }
+        ErrorKind::ProxyAuth { .. } if progress.auth_hint.is_some() => {
+            progress.auth_hint.clone().unwrap_or_default()
         }
         ErrorKind::ProxyAuth { schemes } => {
             let offered = if schemes.is_empty() { "no scheme".to_owned() } else { schemes.join(", ") };

@@ -16,10 +16,13 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config::Host;
+use crate::config::Secret;
 use crate::error::{Error, ErrorKind, Result, Stage};
 use crate::net::Socket;
 use crate::plan::{Plan, TlsHop};
-use crate::proxy::{Outcome, ReplyParser};
+use crate::proxy::auth::{parse_challenges, Credentials, Decision, Exchange, Scheme};
+use crate::proxy::body::BodyDrain;
+use crate::proxy::{self, BodyLength, Outcome, ReplyParser};
 use crate::tls;
 
 /// A byte stream of any layering (TCP, TLS, TLS in TLS).
@@ -49,6 +52,12 @@ pub struct Progress {
     pub proxy_tls: Option<TlsInfo>,
     /// TLS with the collector, once negotiated.
     pub collector_tls: Option<TlsInfo>,
+    /// The proxy auth scheme of the last credentials sent (`Basic`, `Digest`), if any.
+    pub auth_scheme: Option<&'static str>,
+    /// How many CONNECTs were sent (1 without a 407).
+    pub auth_rounds: u32,
+    /// After a failed proxy authentication, the hint of what to change.
+    pub auth_hint: Option<String>,
     /// The certificate the peer of a failed handshake presented, when it got that far (the
     /// failed stage says which side): what a TLS-inspecting proxy re-signed, for instance.
     pub rejected_cert: Option<PresentedCert>,
@@ -107,6 +116,9 @@ impl Progress {
             proxy_answered: false,
             proxy_tls: None,
             collector_tls: None,
+            auth_scheme: None,
+            auth_rounds: 0,
+            auth_hint: None,
             rejected_cert: None,
             stage_started: Instant::now(),
         }
@@ -157,7 +169,7 @@ pub async fn establish(plan: &Plan, progress: &mut Progress) -> Result<BoxStream
             stream = tls_handshake(stream, plan, hop, Stage::ProxyTls, &peer, progress).await?;
         }
         progress.enter(Stage::ProxyConnect);
-        stream = send_connect(stream, plan, &peer, progress).await?;
+        stream = send_connect(stream, plan, &peer, &addrs, progress).await?;
     }
 
     if let Some(hop) = &plan.collector_tls {
@@ -313,18 +325,174 @@ fn redacted(plan: &Plan, cert: PresentedCert) -> PresentedCert {
     }
 }
 
-/// Sends CONNECT and reads the reply; on a 2xx returns the stream with any bytes that came
-/// right behind the reply put back in front of it.
+/// Sends CONNECT and reads the reply, answering the proxy's 407 challenges as
+/// `http_proxy.proxy_auth` says ([`crate::proxy::auth::Exchange`]): after a 407 the body is
+/// read past and the next CONNECT goes on the same connection, or on a new one (TCP, and TLS
+/// to the proxy) when the proxy closes it. On a 2xx returns the stream with any bytes that
+/// came right behind the reply put back in front of it.
 async fn send_connect(
     mut stream: BoxStream,
     plan: &Plan,
     peer: &str,
+    addrs: &[SocketAddr],
     progress: &mut Progress,
 ) -> Result<BoxStream> {
     let proxy = plan
         .proxy
         .as_ref()
         .ok_or_else(|| Error::internal("no proxy in plan"))?;
+    let target = plan.collector_authority();
+    let credentials = (!proxy.user.is_empty()).then(|| Credentials {
+        user: &proxy.user,
+        password: &proxy.password,
+    });
+    let mut exchange = Exchange::new(proxy.auth, credentials, &proxy.authority);
+    // The first request was built with the plan: the exchange only notes what it holds.
+    let _ = exchange.first();
+    let mut request: Option<Secret> = None;
+    // Whether the request goes on a connection the proxy kept after a 407.
+    let mut reused = false;
+    loop {
+        let io_err = |e: io::Error| {
+            Error::new(
+                Stage::ProxyConnect,
+                ErrorKind::ProxyProtocol,
+                format!("proxy {peer}: connection failed during CONNECT to {target}: {e}"),
+            )
+        };
+        // The first request was built with the plan (Basic in it under proxy_auth: basic).
+        let bytes = request.as_ref().unwrap_or(&proxy.request);
+        let written = match stream.write_all(bytes.expose()).await {
+            Ok(()) => stream.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            if !reused || exchange.needs_same_connection() {
+                return Err(io_err(e));
+            }
+            // The proxy closed the connection it kept after its 407 without saying so.
+            reused = false;
+            stream = reconnect_proxy(plan, addrs, peer, progress).await?;
+            continue;
+        }
+        progress.auth_rounds = exchange.rounds();
+        progress.auth_scheme = exchange.scheme().map(Scheme::name);
+        crate::dtun_log!(
+            DTUN_LOG_DEBUG,
+            "sent CONNECT {target} to proxy {peer}{}",
+            match exchange.scheme() {
+                Some(scheme) => format!(" with {scheme} credentials"),
+                None => String::new(),
+            }
+        );
+        let Some((head, rest)) = read_reply(&mut stream, plan, &exchange, peer, progress).await?
+        else {
+            if reused && !exchange.needs_same_connection() {
+                // Closed before a byte of reply: the kept connection had gone away; once
+                // more on a new one.
+                crate::dtun_log!(
+                    DTUN_LOG_DEBUG,
+                    "proxy {peer} closed the connection it kept after its 407: connecting again"
+                );
+                reused = false;
+                stream = reconnect_proxy(plan, addrs, peer, progress).await?;
+                continue;
+            }
+            let why = crate::proxy::ParseError::CutShort(0).to_string();
+            return Err(protocol_error(plan, &exchange, peer, &why));
+        };
+        let reason = plan.redact_with(exchange.sent_values(), &head.reason, 80);
+        progress.proxy_status = Some((head.code, reason.clone()));
+        let status_line = head.status_line_with(&reason);
+        match head.outcome() {
+            Outcome::Tunnel => {
+                crate::dtun_log!(DTUN_LOG_DEBUG, "proxy {peer} answered {status_line}");
+                return if rest.is_empty() {
+                    Ok(stream)
+                } else {
+                    Ok(Box::new(Prefixed::new(rest, stream)))
+                };
+            }
+            Outcome::AuthRequired => {
+                let schemes: Vec<String> = head
+                    .auth_schemes
+                    .iter()
+                    .map(|scheme| plan.redact_with(exchange.sent_values(), scheme, 40))
+                    .collect();
+                let offered = if schemes.is_empty() {
+                    "no scheme named".to_owned()
+                } else {
+                    schemes.join(", ")
+                };
+                let challenges = parse_challenges(&head.challenges);
+                let value = match exchange.on_challenge(&challenges) {
+                    Decision::Retry(value) => value,
+                    Decision::Fail(failure) => {
+                        progress.auth_hint = Some(failure.hint(&offered));
+                        let why = failure.describe(&offered);
+                        return Err(Error::new(
+                            Stage::ProxyConnect,
+                            ErrorKind::ProxyAuth { schemes },
+                            format!("proxy {peer} answered {status_line} to CONNECT {target}: {why}"),
+                        ));
+                    }
+                };
+                crate::dtun_log!(
+                    DTUN_LOG_DEBUG,
+                    "proxy {peer} answered {status_line} offering {offered}; answering with {}",
+                    exchange.scheme().map_or("?", Scheme::name)
+                );
+                let kept = !head.closes && drain_body(&mut stream, head.body, &rest, peer).await?;
+                if !kept {
+                    if exchange.needs_same_connection() {
+                        return Err(Error::new(
+                            Stage::ProxyConnect,
+                            ErrorKind::ProxyAuth { schemes },
+                            format!(
+                                "proxy {peer} closed the connection in the middle of {} authentication, which needs one connection for all its steps",
+                                exchange.scheme().map_or("?", Scheme::name)
+                            ),
+                        ));
+                    }
+                    crate::dtun_log!(
+                        DTUN_LOG_DEBUG,
+                        "proxy {peer} closes the connection after its 407: connecting again"
+                    );
+                    stream = reconnect_proxy(plan, addrs, peer, progress).await?;
+                }
+                reused = kept;
+                request = Some(proxy::connect_request_with(
+                    &proxy.authority,
+                    Some(&value),
+                    proxy.user_agent.as_deref(),
+                    &proxy.headers,
+                ));
+            }
+            Outcome::SwitchedProtocols => return Err(Error::new(
+                Stage::ProxyConnect,
+                ErrorKind::ProxyProtocol,
+                format!("proxy {peer} answered {status_line} to CONNECT {target}: a switch to another protocol, which CONNECT never asks for, is no tunnel"),
+            )),
+            Outcome::Refused => return Err(Error::new(
+                Stage::ProxyConnect,
+                ErrorKind::ProxyRefused {
+                    code: head.code,
+                    reason,
+                },
+                format!("proxy {peer} refused CONNECT {target}: {status_line}"),
+            )),
+        }
+    }
+}
+
+/// Reads one final reply head to CONNECT; returns it with the bytes that followed it.
+async fn read_reply(
+    stream: &mut BoxStream,
+    plan: &Plan,
+    exchange: &Exchange<'_>,
+    peer: &str,
+    progress: &mut Progress,
+) -> Result<Option<(crate::proxy::ReplyHead, Vec<u8>)>> {
     let target = plan.collector_authority();
     let io_err = |e: io::Error| {
         Error::new(
@@ -333,29 +501,17 @@ async fn send_connect(
             format!("proxy {peer}: connection failed during CONNECT to {target}: {e}"),
         )
     };
-    stream
-        .write_all(proxy.request.expose())
-        .await
-        .map_err(io_err)?;
-    stream.flush().await.map_err(io_err)?;
-    crate::dtun_log!(
-        DTUN_LOG_DEBUG,
-        "sent CONNECT {target} to proxy {peer}{}",
-        if proxy.authenticates {
-            " with Basic credentials"
-        } else {
-            ""
-        }
-    );
-
     let mut parser = ReplyParser::new();
     let mut buf = vec![0u8; 4096];
     let mut first_bytes = None;
-    let (head, rest) = loop {
+    let done = loop {
         let n = stream.read(&mut buf).await.map_err(io_err)?;
         if n == 0 {
+            if first_bytes.is_none() {
+                return Ok(None);
+            }
             let why = with_interim(parser.eof().to_string(), parser.interim_replies());
-            return Err(protocol_error(plan, peer, &why));
+            return Err(protocol_error(plan, exchange, peer, &why));
         }
         first_bytes.get_or_insert_with(|| buf[..n.min(2)].to_vec());
         progress.proxy_answered = true;
@@ -371,7 +527,7 @@ async fn send_connect(
             }
             Err(e) => {
                 let why = with_interim(e.to_string(), parser.interim_replies());
-                return Err(protocol_error(plan, peer, &why));
+                return Err(protocol_error(plan, exchange, peer, &why));
             }
         }
     };
@@ -382,54 +538,57 @@ async fn send_connect(
             parser.interim_replies()
         );
     }
-    let reason = plan.redact_and_shorten(&head.reason, 80);
-    progress.proxy_status = Some((head.code, reason.clone()));
-    let status_line = head.status_line_with(&reason);
-    match head.outcome() {
-        Outcome::Tunnel => {
-            crate::dtun_log!(DTUN_LOG_DEBUG, "proxy {peer} answered {status_line}");
-            if rest.is_empty() {
-                Ok(stream)
-            } else {
-                Ok(Box::new(Prefixed::new(rest, stream)))
-            }
-        }
-        Outcome::AuthRequired => {
-            let schemes: Vec<String> = head
-                .auth_schemes
-                .iter()
-                .map(|scheme| plan.redact_and_shorten(scheme, 40))
-                .collect();
-            let offered = if schemes.is_empty() {
-                "no scheme named".to_owned()
-            } else {
-                schemes.join(", ")
-            };
-            let sent = if proxy.authenticates {
-                "the credentials of http_proxy.proxy_user were rejected"
-            } else {
-                "no credentials are configured (set http_proxy.proxy_user and proxy_password)"
-            };
-            Err(Error::new(
-                Stage::ProxyConnect,
-                ErrorKind::ProxyAuth { schemes },
-                format!("proxy {peer} answered {status_line} to CONNECT {target}: {sent}; the proxy offers: {offered}"),
-            ))
-        }
-        Outcome::SwitchedProtocols => Err(Error::new(
+    Ok(Some(done))
+}
+
+/// Reads past the body of a 407 (bytes already read first). `Ok(false)`: the proxy closed
+/// the connection (the next CONNECT needs a new one).
+async fn drain_body(
+    stream: &mut BoxStream,
+    length: BodyLength,
+    already: &[u8],
+    peer: &str,
+) -> Result<bool> {
+    let fail = |why: String| {
+        Error::new(
             Stage::ProxyConnect,
             ErrorKind::ProxyProtocol,
-            format!("proxy {peer} answered {status_line} to CONNECT {target}: a switch to another protocol, which CONNECT never asks for, is no tunnel"),
-        )),
-        Outcome::Refused => Err(Error::new(
-            Stage::ProxyConnect,
-            ErrorKind::ProxyRefused {
-                code: head.code,
-                reason,
-            },
-            format!("proxy {peer} refused CONNECT {target}: {status_line}"),
-        )),
+            format!("proxy {peer}: {why} (reading past the body of its 407)"),
+        )
+    };
+    let mut drain = BodyDrain::new(length);
+    drain.feed(already).map_err(|e| fail(e.to_string()))?;
+    let mut buf = vec![0u8; 8192];
+    while !drain.is_done() {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return Ok(false),
+            Ok(n) => {
+                drain.feed(&buf[..n]).map_err(|e| fail(e.to_string()))?;
+            }
+        }
     }
+    Ok(true)
+}
+
+/// A new connection to the proxy (TCP, and TLS when configured), for the next CONNECT of
+/// an authentication after the proxy closed the last one. Timed as part of the CONNECT
+/// stage.
+async fn reconnect_proxy(
+    plan: &Plan,
+    addrs: &[SocketAddr],
+    peer: &str,
+    progress: &mut Progress,
+) -> Result<BoxStream> {
+    let proxy = plan
+        .proxy
+        .as_ref()
+        .ok_or_else(|| Error::internal("no proxy in plan"))?;
+    let tcp = connect_any("proxy", &proxy.host, proxy.port, addrs, plan.tcp, progress).await?;
+    let mut stream: BoxStream = Box::new(Socket::new(tcp));
+    if let Some(hop) = &proxy.tls {
+        stream = tls_handshake(stream, plan, hop, Stage::ProxyTls, peer, progress).await?;
+    }
+    Ok(stream)
 }
 
 /// A TLS record header (alert or handshake, version 3.x): what a TLS port sends back to
@@ -447,11 +606,14 @@ fn with_interim(why: String, interim: usize) -> String {
     }
 }
 
-fn protocol_error(plan: &Plan, peer: &str, why: &str) -> Error {
+fn protocol_error(plan: &Plan, exchange: &Exchange<'_>, peer: &str, why: &str) -> Error {
     Error::new(
         Stage::ProxyConnect,
         ErrorKind::ProxyProtocol,
-        format!("proxy {peer}: {}", plan.redact_and_shorten(why, 200)),
+        format!(
+            "proxy {peer}: {}",
+            plan.redact_with(exchange.sent_values(), why, 200)
+        ),
     )
 }
 

@@ -52,6 +52,17 @@ impl ProxyAuth {
         }
     }
 
+    /// The route's words for it (`, Basic auth`).
+    pub fn route_label(self) -> &'static str {
+        match self {
+            ProxyAuth::Basic => ", Basic auth",
+            ProxyAuth::Digest => ", Digest auth",
+            ProxyAuth::Ntlm => ", NTLM auth",
+            ProxyAuth::Negotiate => ", Negotiate auth",
+            ProxyAuth::Any => ", any auth",
+        }
+    }
+
     /// Whether this build can do the scheme; the error says how to get it when not.
     pub fn check_available(self, key: &str) -> Result<()> {
         match self {

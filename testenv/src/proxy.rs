@@ -109,6 +109,11 @@ pub enum Fault {
     ResetAfter200,
     /// Answers `HTTP/1.0 200 Connection established\r\n\r\n` like tinyproxy, then relays.
     Http10Ok,
+    /// A 407 whose `Proxy-Authenticate: Digest realm="aaa...` header never ends (up to
+    /// 1 GiB).
+    EndlessChallenge,
+    /// A 407 with a Digest challenge without a nonce, kept alive: a client must not answer it.
+    DigestNoNonce,
 }
 
 impl Fault {
@@ -133,6 +138,8 @@ pub struct ProxyOptions {
     pub tls: Option<Arc<ServerConfig>>,
     /// Required Basic credentials (user, password); `None`: no auth.
     pub auth: Option<(String, String)>,
+    /// Required Digest credentials (instead of, or after, Basic); `None`: no Digest.
+    pub digest: Option<crate::digest::DigestAuth>,
     /// The misbehaviour, if any.
     pub fault: Fault,
     /// Print one line per stage to stderr (never the password or the Authorization value).
@@ -466,6 +473,15 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) 
             }
         }
     }
+    let (request, leftover) = match &opts.digest {
+        Some(digest) => {
+            match digest_exchange(&mut client, request, leftover, digest, &shared).await {
+                Some(parts) => parts,
+                None => return,
+            }
+        }
+        None => (request, leftover),
+    };
     let Some((host, port)) = parse_target(request.target()) else {
         log("bad target: 400");
         answer_and_close(&mut client, RESPONSE_400.as_bytes()).await;
@@ -577,6 +593,24 @@ async fn hostile(mut client: BoxedIo, request: &ConnectRequest, shared: &Shared)
                 AUTH_407_BODY.len()
             );
             answer_and_close(&mut client, answer.as_bytes()).await;
+        }
+        Fault::EndlessChallenge => {
+            let head = b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Digest realm=\"";
+            if send(&mut client, head).await.is_ok() {
+                let filler = vec![b'a'; 16 * 1024];
+                let mut sent = 0;
+                while sent < ENDLESS_MAX_BYTES && send(&mut client, &filler).await.is_ok() {
+                    sent += filler.len();
+                }
+            }
+        }
+        Fault::DigestNoNonce => {
+            let answer = b"HTTP/1.1 407 Proxy Authentication Required\r\n\
+                Proxy-Authenticate: Digest realm=\"dtun\", qop=\"auth\"\r\n\
+                Content-Length: 0\r\n\r\n";
+            if send(&mut client, answer).await.is_ok() {
+                wait_for_client_close(&mut client).await;
+            }
         }
         Fault::Refused502WithBody => {
             let answer = format!(
@@ -719,6 +753,108 @@ async fn relay(client: BoxedIo, upstream: TcpStream) -> (u64, u64) {
         }
     }
     (up.load(Ordering::Relaxed), down.load(Ordering::Relaxed))
+}
+
+/// The Digest exchange of a proxy with [`ProxyOptions::digest`]: 407 with a challenge until
+/// a request carries a right answer; on the same connection when the options keep it alive.
+/// Returns the accepted request and the bytes after its head, or `None` when the connection
+/// ended (closed after a 407, or by the client).
+async fn digest_exchange(
+    client: &mut BoxedIo,
+    mut request: ConnectRequest,
+    mut leftover: Vec<u8>,
+    digest: &crate::digest::DigestAuth,
+    shared: &Shared,
+) -> Option<(ConnectRequest, Vec<u8>)> {
+    use crate::digest::{challenge, check, Body407, Check};
+    let log = |line: &str| {
+        if shared.opts.verbose {
+            eprintln!("proxy: {line}");
+        }
+    };
+    let nonce_of = |generation: usize| format!("n{}g{generation}", std::process::id());
+    loop {
+        let generation = digest.generation.load(Ordering::SeqCst);
+        let nonce = nonce_of(generation);
+        let verdict = request
+            .header("Proxy-Authorization")
+            .map(|value| check(digest, value, request.target(), &nonce));
+        let stale = match verdict {
+            Some(Check::Ok) if digest.stale_first && generation == 0 => {
+                digest.generation.store(1, Ordering::SeqCst);
+                true
+            }
+            Some(Check::Ok) => {
+                log("digest auth ok");
+                return Some((request, leftover));
+            }
+            Some(Check::StaleNonce) => true,
+            Some(Check::Wrong) | None => false,
+        };
+        let nonce = nonce_of(digest.generation.load(Ordering::SeqCst));
+        log(&format!(
+            "digest: {}: 407",
+            match verdict {
+                None => "no credentials",
+                Some(_) if stale => "stale nonce",
+                Some(_) => "wrong credentials",
+            }
+        ));
+        if send(client, &challenge(digest, &nonce, stale))
+            .await
+            .is_err()
+        {
+            return None;
+        }
+        if digest.body == Body407::Endless {
+            let chunk = format!("4000\r\n{}\r\n", "x".repeat(0x4000));
+            let mut sent = 0;
+            while sent < ENDLESS_MAX_BYTES && send(client, chunk.as_bytes()).await.is_ok() {
+                sent += chunk.len();
+            }
+            return None;
+        }
+        if !digest.keep_alive {
+            close_gracefully(client).await;
+            return None;
+        }
+        // The next request on the same connection (what the client sent behind the last one
+        // first).
+        let mut prefixed = Prefix {
+            first: std::mem::take(&mut leftover),
+            inner: &mut *client,
+        };
+        let (head, rest) = read_head(&mut prefixed, true).await.ok()??;
+        request = parse_head(&head);
+        leftover = rest;
+        shared
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(request.clone());
+    }
+}
+
+/// A reader that yields `first`, then reads `inner`.
+struct Prefix<'a> {
+    first: Vec<u8>,
+    inner: &'a mut BoxedIo,
+}
+
+impl AsyncRead for Prefix<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        if !self.first.is_empty() {
+            let n = self.first.len().min(buf.remaining());
+            let taken: Vec<u8> = self.first.drain(..n).collect();
+            buf.put_slice(&taken);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut *self.inner).poll_read(cx, buf)
+    }
 }
 
 #[cfg(test)]

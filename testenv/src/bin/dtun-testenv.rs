@@ -460,6 +460,7 @@ impl Env {
             TestProxy::start(ProxyOptions {
                 tls: tls.cloned(),
                 auth: auth.then(|| (PROXY_USER.to_string(), PROXY_PASSWORD.to_string())),
+                digest: None,
                 fault,
                 verbose,
             })

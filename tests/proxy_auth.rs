@@ -1,0 +1,331 @@
+//! Proxy authentication through the in-repo proxy (issue 12): Digest (RFC 7616) on the same
+//! connection and on a new one, stale nonces, the `any` probe, the 407 bodies (length,
+//! chunked, endless), hostile challenges, the messages and hints of each failure, the report's
+//! `proxy.auth_scheme` / `proxy.auth_rounds`, and that no secret (password, Digest response,
+//! Proxy-Authorization value) reaches a message, a log line, a report or Debug output.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use dragent_tunnel::error::ErrorKind;
+use dragent_tunnel::{Connection, Status};
+use dtun_testenv::collector::EchoServer;
+use dtun_testenv::digest::{Body407, DigestAuth};
+use dtun_testenv::proxy::{Fault, ProxyOptions, TestProxy};
+use support::*;
+
+fn proxy(opts: ProxyOptions) -> TestProxy {
+    TestProxy::start(opts).expect("test proxy")
+}
+
+fn digest_proxy(digest: DigestAuth) -> TestProxy {
+    proxy(ProxyOptions {
+        digest: Some(digest),
+        ..ProxyOptions::default()
+    })
+}
+
+fn digest_yaml(collector: &EchoServer, proxy: &TestProxy, mode: &str, password: &str) -> Yaml {
+    Yaml::collector(collector.port())
+        .plain_collector()
+        .proxy(proxy.port())
+        .auth(USER, password)
+        .set("http_proxy.proxy_auth", mode)
+}
+
+/// Every secret of a Digest open: the password, Basic's token, and every
+/// Proxy-Authorization value and Digest response the proxy saw.
+fn secrets_seen(proxy: &TestProxy, password: &str) -> Vec<String> {
+    let mut secrets = secrets_of(USER, password);
+    for request in proxy.requests() {
+        if let Some(value) = request.header("Proxy-Authorization") {
+            if let Some(response) = value.split("response=\"").nth(1) {
+                secrets.push(response.split('"').next().unwrap_or("").to_owned());
+            }
+        }
+    }
+    secrets
+}
+
+fn assert_report_clean(report: &dragent_tunnel::report::Report, secrets: &[String]) {
+    for (key, value) in report.entries() {
+        assert_no_leak(key, value, secrets);
+    }
+    assert_no_leak("report text", &report.text(), secrets);
+    assert_no_leak("report Debug", &format!("{report:?}"), secrets);
+}
+
+#[test]
+fn digest_md5_and_sha256_on_one_connection_and_on_a_new_one() {
+    let collector = EchoServer::start(None).unwrap();
+    for algorithm in ["MD5", "MD5-sess", "SHA-256", "SHA-256-sess", "SHA-512-256"] {
+        for keep_alive in [true, false] {
+            let p = digest_proxy(DigestAuth {
+                algorithm: algorithm.into(),
+                keep_alive,
+                ..DigestAuth::new(USER, PASSWORD)
+            });
+            for mode in ["digest", "any"] {
+                let logs = LogCapture::start();
+                let cfg = digest_yaml(&collector, &p, mode, PASSWORD).build();
+                let (conn, report) = Connection::open_with_report(&cfg, OPEN_WAIT);
+                let conn = conn.unwrap_or_else(|e| {
+                    panic!(
+                        "{algorithm} keep_alive={keep_alive} {mode}: {e:?}\n{}",
+                        logs.dump()
+                    )
+                });
+                echo(&conn, b"digest");
+                assert_eq!(report.get("proxy.auth_scheme"), Some("Digest"));
+                assert_eq!(report.get("proxy.auth_rounds"), Some("2"));
+                assert_eq!(report.get("proxy.auth"), Some(mode));
+                let secrets = secrets_seen(&p, PASSWORD);
+                assert_report_clean(&report, &secrets);
+                for (_, line) in logs.records() {
+                    assert_no_leak("log", &line, &secrets);
+                }
+            }
+            let requests = p.requests();
+            // Never Basic, never credentials before the challenge.
+            assert!(requests.iter().all(|r| r
+                .header("Proxy-Authorization")
+                .is_none_or(|v| v.starts_with("Digest "))));
+            assert!(requests[0].header("Proxy-Authorization").is_none());
+            let with = requests
+                .iter()
+                .find_map(|r| r.header("Proxy-Authorization"))
+                .unwrap();
+            let target = format!(":{}\"", collector.port());
+            assert!(with.contains(&target), "{with}");
+        }
+    }
+}
+
+#[test]
+fn a_wrong_digest_password_is_tried_once_and_named() {
+    let collector = EchoServer::start(None).unwrap();
+    for keep_alive in [true, false] {
+        let p = digest_proxy(DigestAuth {
+            keep_alive,
+            ..DigestAuth::new(USER, "the-right-one")
+        });
+        let cfg = digest_yaml(&collector, &p, "digest", PASSWORD).build();
+        let (conn, report) = Connection::open_with_report(&cfg, OPEN_WAIT);
+        let e = conn.expect_err("wrong password");
+        assert_eq!(e.status(), Status::DTUN_ERR_PROXY_AUTH, "{e:?}");
+        assert!(e.message().contains("Digest credentials"), "{e}");
+        assert!(e.message().contains("rejected"), "{e}");
+        let hint = report.get("hint").unwrap();
+        assert!(hint.contains("proxy_password"), "{hint}");
+        // One attempt with the credentials: two CONNECTs in all.
+        let answered: Vec<_> = p
+            .requests()
+            .into_iter()
+            .filter(|r| r.header("Proxy-Authorization").is_some())
+            .collect();
+        assert_eq!(answered.len(), 1);
+        assert_eq!(report.get("proxy.auth_rounds"), Some("2"));
+        let secrets = secrets_seen(&p, PASSWORD);
+        assert_error_clean(&e, &secrets);
+        assert_report_clean(&report, &secrets);
+    }
+}
+
+#[test]
+fn a_stale_nonce_is_retried_once() {
+    let collector = EchoServer::start(None).unwrap();
+    let p = digest_proxy(DigestAuth {
+        stale_first: true,
+        ..DigestAuth::new(USER, PASSWORD)
+    });
+    let cfg = digest_yaml(&collector, &p, "digest", PASSWORD).build();
+    let (conn, report) = Connection::open_with_report(&cfg, OPEN_WAIT);
+    echo(&conn.expect("stale, then right"), b"s");
+    assert_eq!(report.get("proxy.auth_rounds"), Some("3"));
+}
+
+#[test]
+fn digest_407_bodies_are_read_past() {
+    let collector = EchoServer::start(None).unwrap();
+    for body in [Body407::Empty, Body407::Length, Body407::Chunked] {
+        for keep_alive in [true, false] {
+            let p = digest_proxy(DigestAuth {
+                body,
+                keep_alive,
+                ..DigestAuth::new(USER, PASSWORD)
+            });
+            let cfg = digest_yaml(&collector, &p, "digest", PASSWORD).build();
+            let conn = open(&cfg).unwrap_or_else(|e| panic!("{body:?} {keep_alive}: {e:?}"));
+            echo(&conn, b"b");
+        }
+    }
+}
+
+#[test]
+fn an_endless_407_body_is_a_bounded_protocol_error() {
+    let collector = EchoServer::start(None).unwrap();
+    let p = digest_proxy(DigestAuth {
+        body: Body407::Endless,
+        ..DigestAuth::new(USER, PASSWORD)
+    });
+    let cfg = digest_yaml(&collector, &p, "digest", PASSWORD).build();
+    let started = Instant::now();
+    let e = open_err(&cfg, Status::DTUN_ERR_PROXY_PROTOCOL);
+    assert!(e.message().contains("larger than"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn an_endless_challenge_is_too_large() {
+    let collector = EchoServer::start(None).unwrap();
+    let p = proxy(ProxyOptions {
+        fault: Fault::EndlessChallenge,
+        ..ProxyOptions::default()
+    });
+    let cfg = digest_yaml(&collector, &p, "digest", PASSWORD).build();
+    let e = open_err(&cfg, Status::DTUN_ERR_PROXY_PROTOCOL);
+    assert!(e.message().contains("larger than"), "{e}");
+}
+
+#[test]
+fn a_digest_challenge_without_nonce_is_not_answered() {
+    let collector = EchoServer::start(None).unwrap();
+    let p = proxy(ProxyOptions {
+        fault: Fault::DigestNoNonce,
+        ..ProxyOptions::default()
+    });
+    for mode in ["digest", "any"] {
+        let cfg = digest_yaml(&collector, &p, mode, PASSWORD).build();
+        let e = open_err(&cfg, Status::DTUN_ERR_PROXY_AUTH);
+        assert!(e.message().contains("without a nonce"), "{e}");
+        assert!(!e.message().contains("were rejected"), "{e}");
+    }
+    assert!(p
+        .requests()
+        .iter()
+        .all(|r| r.header("Proxy-Authorization").is_none()));
+}
+
+#[test]
+fn basic_to_a_digest_only_proxy_claims_no_rejection() {
+    let collector = EchoServer::start(None).unwrap();
+    let p = digest_proxy(DigestAuth::new(USER, PASSWORD));
+    // The default (Basic with the first CONNECT): the proxy asks for Digest instead.
+    let cfg = Yaml::collector(collector.port())
+        .plain_collector()
+        .proxy(p.port())
+        .auth(USER, PASSWORD)
+        .build();
+    let (conn, report) = Connection::open_with_report(&cfg, OPEN_WAIT);
+    let e = conn.expect_err("Basic to a Digest proxy");
+    assert_eq!(e.status(), Status::DTUN_ERR_PROXY_AUTH);
+    assert!(!e.message().contains("were rejected"), "{e}");
+    assert!(e.message().contains("nothing was rejected"), "{e}");
+    assert!(e.message().contains("Digest"), "{e}");
+    assert!(
+        report.get("hint").unwrap().contains("proxy_auth"),
+        "{}",
+        report.text()
+    );
+    assert_eq!(report.get("proxy.auth_scheme"), Some("Basic"));
+    // Without credentials: set them (Digest can be answered), with proxy_auth.
+    let cfg = Yaml::collector(collector.port())
+        .plain_collector()
+        .proxy(p.port())
+        .build();
+    let (conn, report) = Connection::open_with_report(&cfg, OPEN_WAIT);
+    let e = conn.expect_err("no credentials");
+    assert!(matches!(e.kind(), ErrorKind::ProxyAuth { .. }));
+    let hint = report.get("hint").unwrap();
+    assert!(
+        hint.contains("proxy_user") && hint.contains("proxy_auth: digest"),
+        "{hint}"
+    );
+    assert_eq!(report.get("proxy.auth_scheme"), None);
+    assert_eq!(report.get("proxy.auth_rounds"), Some("1"));
+}
+
+#[test]
+fn schemes_we_cannot_answer_are_named_and_no_credentials_are_suggested() {
+    let collector = EchoServer::start(None).unwrap();
+    for (auth, yaml_mode) in [(true, Some("any")), (false, None)] {
+        let script = ScriptedProxy::start(|_| {
+            b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: NTLM\r\nProxy-Authenticate: Negotiate\r\nContent-Length: 0\r\n\r\n".to_vec()
+        });
+        let mut yaml = Yaml::collector(collector.port())
+            .plain_collector()
+            .proxy(script.port());
+        if auth {
+            yaml = yaml.auth(USER, PASSWORD);
+        }
+        if let Some(mode) = yaml_mode {
+            yaml = yaml.set("http_proxy.proxy_auth", mode);
+        }
+        let (conn, report) = Connection::open_with_report(&yaml.build(), OPEN_WAIT);
+        let e = conn.expect_err("NTLM and Negotiate only");
+        assert_eq!(e.status(), Status::DTUN_ERR_PROXY_AUTH);
+        assert!(e.message().contains("NTLM, Negotiate"), "{e}");
+        assert!(e.message().contains("cannot answer"), "{e}");
+        assert!(!e.message().contains("rejected"), "{e}");
+        let hint = report.get("hint").unwrap();
+        assert!(!hint.contains("set http_proxy.proxy_user"), "{hint}");
+        let request = script.finish().unwrap_or_default();
+        assert!(!request.contains("Proxy-Authorization"), "{request}");
+    }
+}
+
+#[test]
+fn any_sends_basic_only_to_a_proxy_that_asks_for_it() {
+    let collector = EchoServer::start(None).unwrap();
+    let p = proxy(ProxyOptions {
+        auth: Some((USER.into(), PASSWORD.into())),
+        ..ProxyOptions::default()
+    });
+    let cfg = Yaml::collector(collector.port())
+        .plain_collector()
+        .proxy(p.port())
+        .auth(USER, PASSWORD)
+        .set("http_proxy.proxy_auth", "any")
+        .build();
+    let (conn, report) = Connection::open_with_report(&cfg, OPEN_WAIT);
+    echo(&conn.expect("any -> Basic"), b"a");
+    assert_eq!(report.get("proxy.auth_scheme"), Some("Basic"));
+    assert_eq!(report.get("proxy.auth_rounds"), Some("2"));
+    let requests = p.requests();
+    assert!(requests[0].header("Proxy-Authorization").is_none());
+    // The default stays as it was: Basic with the first CONNECT, one round.
+    let cfg = Yaml::collector(collector.port())
+        .plain_collector()
+        .proxy(p.port())
+        .auth(USER, PASSWORD)
+        .build();
+    let (conn, report) = Connection::open_with_report(&cfg, OPEN_WAIT);
+    echo(&conn.expect("basic"), b"b");
+    assert_eq!(report.get("proxy.auth_rounds"), Some("1"));
+    assert_eq!(report.get("proxy.auth"), Some("basic"));
+}
+
+#[test]
+fn digest_over_tls_to_the_proxy_with_reconnect() {
+    let env = Env::new("digest-tls");
+    let collector = EchoServer::start(Some(env.server_tls(Cert::Trusted))).unwrap();
+    for keep_alive in [true, false] {
+        let p = proxy(ProxyOptions {
+            tls: Some(env.server_tls(Cert::Trusted)),
+            digest: Some(DigestAuth {
+                keep_alive,
+                ..DigestAuth::new(USER, PASSWORD)
+            }),
+            ..ProxyOptions::default()
+        });
+        let cfg = Yaml::collector(collector.port())
+            .tls_collector(&env)
+            .tls_proxy(p.port(), &env)
+            .auth(USER, PASSWORD)
+            .set("http_proxy.proxy_auth", "digest")
+            .build();
+        let conn = open(&cfg).unwrap_or_else(|e| panic!("keep_alive={keep_alive}: {e:?}"));
+        echo(&conn, b"tls in tls");
+    }
+}
