@@ -3,6 +3,8 @@
 
 pub mod auth;
 pub mod body;
+#[cfg(feature = "gssapi")]
+pub mod negotiate;
 pub mod ntlm;
 mod reply;
 mod request;
