@@ -34,6 +34,12 @@ command -v clang++ >/dev/null || need_pkgs+=(clang)
 command -v dpkg-shlibdeps >/dev/null || need_pkgs+=(dpkg-dev)
 command -v file >/dev/null || need_pkgs+=(file)
 command -v help2man >/dev/null || need_pkgs+=(help2man)
+# Negotiate (Kerberos): a real MIT KDC on loopback (dtun_testenv::kdc), kinit, and the
+# GSSAPI headers for the gssapi feature (its bindgen uses clang's libclang, installed above).
+command -v krb5kdc >/dev/null || [ -x /usr/sbin/krb5kdc ] || need_pkgs+=(krb5-kdc)
+command -v kadmin.local >/dev/null || [ -x /usr/sbin/kadmin.local ] || need_pkgs+=(krb5-admin-server)
+command -v kinit >/dev/null || need_pkgs+=(krb5-user)
+pkg-config --exists krb5-gssapi 2>/dev/null || need_pkgs+=(libkrb5-dev)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
         echo "missing: ${need_pkgs[*]}; install them (Debian: apt-get install -y ${need_pkgs[*]}) or run this as root" >&2
@@ -77,6 +83,11 @@ step "cargo test (unit, property, end to end, real proxies)"
 # never see one. Under DTUN_REQUIRE_REAL_PROXIES=1 a test that would skip fails instead,
 # naming what is missing (dtun_testenv::require_or_skip).
 DTUN_REQUIRE_REAL_PROXIES=1 cargo test --workspace --locked
+
+step "Negotiate (Kerberos) with the gssapi feature: lint, unit tests, real KDC and squid's helper"
+cargo clippy --workspace --all-targets --locked --features gssapi -- -D warnings
+cargo test --locked --features gssapi --lib proxy::negotiate
+DTUN_REQUIRE_REAL_PROXIES=1 cargo test --locked --features gssapi --test negotiate
 
 step "C tests, examples and package consumers"
 DTUN_REQUIRE_REAL_PROXIES=ON DTUN_REQUIRE_VALGRIND=ON DTUN_REQUIRE_ABIGAIL=ON DTUN_REQUIRE_CLANG=ON \

@@ -8,6 +8,7 @@
 //! instead of skipping under `DTUN_REQUIRE_REAL_PROXIES=1`.
 
 pub mod collector;
+pub mod kdc;
 pub mod digest;
 pub mod ntlm;
 pub mod pki;

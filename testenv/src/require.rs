@@ -17,6 +17,9 @@ pub enum RealProxy {
     Squid,
     /// tinyproxy: see [`crate::tinyproxy::tinyproxy_missing`].
     Tinyproxy,
+    /// An MIT Kerberos KDC (krb5kdc, kdb5_util, kadmin.local, kinit): see
+    /// [`crate::kdc::kdc_missing`].
+    Kdc,
 }
 
 impl RealProxy {
@@ -26,6 +29,7 @@ impl RealProxy {
         match self {
             RealProxy::Squid => crate::squid::squid_missing(),
             RealProxy::Tinyproxy => crate::tinyproxy::tinyproxy_missing(),
+            RealProxy::Kdc => crate::kdc::kdc_missing(),
         }
     }
 }
