@@ -159,6 +159,15 @@ pub unsafe extern "C" fn dtun_config_from_yaml(
 /// time if shorter, 6 of them); `"tcp_user_timeout_ms"`, `TCP_USER_TIMEOUT`: data or probes
 /// unacknowledged this long fail the connection (a send or recv then returns
 /// `DTUN_ERR_IO`), 0 = the kernel's default, default 120000.
+///
+/// Proxy selection and the CONNECT request (README "The proxy from the environment"):
+/// `"http_proxy.from_environment"` (`"true"`: with `proxy_host` empty, the proxy comes from
+/// `https_proxy`, `HTTPS_PROXY`, `all_proxy`, `ALL_PROXY`, read when the config is built, and
+/// `no_proxy` / `NO_PROXY` apply to it; never `HTTP_PROXY`); `"http_proxy.no_proxy"` (curl's
+/// NO_PROXY list); `"http_proxy.user_agent"` (`"''"` sends none; an empty text restores
+/// `dragent-tunnel/<version>`); `"http_proxy.headers.<Name>"` sets one extra CONNECT header
+/// (an empty text removes it). Header values are secrets, like the password: no message,
+/// log record or report ever shows one.
 #[no_mangle]
 pub unsafe extern "C" fn dtun_config_set(
     cfg: *mut dtun_config,
