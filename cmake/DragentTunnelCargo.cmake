@@ -25,6 +25,27 @@ set(DTUN_NATIVE_STATIC_LIBS gcc_s util rt pthread m dl c)
 set(DTUN_LINK_NATIVE_LIBS ${DTUN_NATIVE_STATIC_LIBS})
 list(REMOVE_ITEM DTUN_LINK_NATIVE_LIBS gcc_s)
 
+# Negotiate (Kerberos) proxy auth: the cargo feature `gssapi`, on when MIT krb5's GSSAPI is
+# found (pkg-config module krb5-gssapi, Debian libkrb5-dev; its bindgen also needs libclang).
+# The library then needs libgssapi_krb5: rustc names it first in native-static-libs, so it
+# leads both lists, and the .pc file and the CMake targets ask static links for -lgssapi_krb5.
+option(DTUN_GSSAPI "Negotiate (Kerberos) proxy auth through the system GSSAPI, when krb5-gssapi is found" ON)
+set(DTUN_CARGO_FEATURES "")
+if(DTUN_GSSAPI)
+  find_package(PkgConfig QUIET)
+  if(PKG_CONFIG_FOUND)
+    pkg_check_modules(DTUN_KRB5_GSSAPI QUIET krb5-gssapi)
+  endif()
+  if(DTUN_KRB5_GSSAPI_FOUND)
+    set(DTUN_CARGO_FEATURES gssapi)
+    list(INSERT DTUN_NATIVE_STATIC_LIBS 0 gssapi_krb5)
+    list(INSERT DTUN_LINK_NATIVE_LIBS 0 gssapi_krb5)
+    message(STATUS "dragent-tunnel: Negotiate (Kerberos) on: krb5-gssapi ${DTUN_KRB5_GSSAPI_VERSION}")
+  else()
+    message(STATUS "dragent-tunnel: Negotiate (Kerberos) off: pkg-config module krb5-gssapi not found (Debian: libkrb5-dev)")
+  endif()
+endif()
+
 # Builds that users do (README "Offline and cross builds"):
 #  - Cargo.lock is always honoured (--locked): a build never resolves other versions.
 #  - Offline: DTUN_CARGO_OFFLINE (default: the CARGO_NET_OFFLINE environment variable at
@@ -104,8 +125,13 @@ function(dtun_cargo_library)
   # --print native-static-libs puts the staticlib's link line in the build log (the test
   # native_static_libs reads it). CARGO_BUILD_TARGET is cleared: --target says it, or the
   # host is meant.
+  set(feature_args "")
+  if(DTUN_CARGO_FEATURES)
+    string(JOIN "," features ${DTUN_CARGO_FEATURES})
+    set(feature_args --features "${features}")
+  endif()
   set(build_args
-    rustc --lib --package dragent-tunnel --profile "${CARGO_PROFILE}" ${cargo_flags}
+    rustc --lib --package dragent-tunnel --profile "${CARGO_PROFILE}" ${cargo_flags} ${feature_args}
     --manifest-path "${PROJECT_SOURCE_DIR}/Cargo.toml"
     -- --print native-static-libs)
   set(cargo_env "${CMAKE_COMMAND}" -E env "CARGO_TARGET_DIR=${target_dir}"
