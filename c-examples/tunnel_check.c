@@ -64,8 +64,8 @@ static const char *hint(dtun_status status)
                "make http_proxy.proxy_host match a name on that certificate, or (last resort) "
                "set http_proxy.ssl_verify_certificate: false";
     case DTUN_ERR_PROXY_AUTH:
-        return "check http_proxy.proxy_user and http_proxy.proxy_password, and that the proxy "
-               "accepts Basic authentication for this user";
+        return "check http_proxy.proxy_user and http_proxy.proxy_password, and that "
+               "http_proxy.proxy_auth names a scheme the proxy offers (basic, digest, or any)";
     case DTUN_ERR_PROXY_REFUSED:
         return "the proxy's rules refuse this destination: ask its administrator to allow "
                "CONNECT to collector:collector_port (squid: the SSL_ports and http_access "
@@ -192,7 +192,16 @@ int main(int argc, char **argv)
      * version and certificate of each hop, the proxy's answer), and advice after a failure. */
     if (dtun_last_open_report(&report) == DTUN_OK) {
         const char *text = dtun_report_text(report);
+        const char *scheme = dtun_report_get(report, "proxy.auth_scheme");
+        const char *rounds = dtun_report_get(report, "proxy.auth_rounds");
         printf("\n%s\n", text != NULL ? text : "(no report text)");
+        if (rounds != NULL) {
+            /* Which proxy auth scheme answered the proxy (Basic, Digest) and how many
+             * CONNECTs it took (1: no 407; 2: one challenge answered). */
+            printf("proxy auth: %s, %s CONNECT%s\n",
+                   scheme != NULL ? scheme : "no credentials sent", rounds,
+                   strcmp(rounds, "1") == 0 ? "" : "s");
+        }
     } else {
         printf("(no report of the attempt: %s)\n", dtun_last_error());
     }

@@ -370,7 +370,11 @@ enum dtun_status dtun_last_open_report(struct dtun_report **out);
  * did not run, a hop without TLS, an unknown key). Keys:
  * `outcome` (status name), `message`, `failed_stage` (`""` on success), `hint` (what to
  * change; `""` on success), `route`, `collector` and `proxy` (`host:port`), `proxy.tls`
- * and `collector.tls` (`yes`/`no`), `proxy.auth` (`basic`/`none`), `proxy.source` (where
+ * and `collector.tls` (`yes`/`no`), `proxy.auth` (`http_proxy.proxy_auth` in force:
+ * `basic`, `digest`, `any`, or `none` without credentials), `proxy.auth_scheme` (the
+ * scheme of the credentials last sent, `Basic` or `Digest`; absent when none were sent),
+ * `proxy.auth_rounds` (how many CONNECTs the open sent: `1` without a 407, `2` after one
+ * answered challenge; absent before the first), `proxy.source` (where
  * the proxy came from: `config http_proxy.proxy_host` or `environment https_proxy`, ...),
  * `proxy.bypassed` (a proxy not used because the collector matched a `no_proxy` list),
  * `proxy.status_code`, `proxy.status_reason`, `proxy.auth_schemes` (after a 407),

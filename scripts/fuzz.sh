@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
-for target in connect_reply config_yaml config_set proxy_env ntlm_challenge; do
+for target in connect_reply config_yaml config_set proxy_env ntlm_challenge auth_challenges; do
     corpus=fuzz/corpus/$target
     mkdir -p "$corpus"
     cp -n fuzz/seeds/$target/* "$corpus/" 2>/dev/null || true

@@ -20,6 +20,8 @@ command -v squid >/dev/null || need_pkgs+=(squid-openssl)
 command -v tinyproxy >/dev/null || need_pkgs+=(tinyproxy)
 command -v cmake >/dev/null || need_pkgs+=(cmake)
 command -v htpasswd >/dev/null || need_pkgs+=(apache2-utils)
+# Apache httpd as a second real Digest proxy (mod_proxy_connect, mod_auth_digest).
+[ -x /usr/sbin/apache2 ] || need_pkgs+=(apache2)
 command -v valgrind >/dev/null || need_pkgs+=(valgrind)
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)

@@ -7,9 +7,10 @@
 //! A test that needs the real squid or tinyproxy starts with [`require_or_skip`]: it fails
 //! instead of skipping under `DTUN_REQUIRE_REAL_PROXIES=1`.
 
+pub mod apache;
 pub mod collector;
-pub mod kdc;
 pub mod digest;
+pub mod kdc;
 pub mod ntlm;
 pub mod pki;
 pub mod ports;

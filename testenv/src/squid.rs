@@ -170,6 +170,18 @@ pub struct SquidOptions {
     pub denied_port: Option<u16>,
 }
 
+/// How the auth ports of [`Squid::start_with_auth`] authenticate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SquidAuth {
+    /// The auth ports ask for Digest (`auth_param digest program digest_file_auth FILE`,
+    /// squid 5.7: MD5, qop=auth) instead of Basic. The users' passwords must not contain
+    /// `:` (the helper's file is `user:password` lines).
+    pub digest: bool,
+    /// `client_persistent_connections off`: squid closes the client connection after each
+    /// reply (a 407 included), so a client must reconnect to answer a challenge.
+    pub no_keep_alive: bool,
+}
+
 /// TLS inspection for [`Squid::start_with_bump`].
 ///
 /// On its port squid answers an allowed CONNECT with `200 Connection established`, reads the
@@ -259,7 +271,7 @@ impl Squid {
     /// Errors: squid is not installed (`NotFound`), invalid options (`InvalidInput`), squid
     /// exited or did not become ready in time (the message contains the end of `cache.log`).
     pub fn start(opts: SquidOptions) -> io::Result<Squid> {
-        Squid::start_inner(opts, None, false)
+        Squid::start_inner(opts, None, false, SquidAuth::default())
     }
 
     /// [`Squid::start`] with one more plain `http_port` that inspects TLS (see [`SslBump`]):
@@ -268,7 +280,7 @@ impl Squid {
     /// Errors: those of [`Squid::start`]; the certificate generator is missing (`NotFound`,
     /// see [`bump_missing`]) or failed to initialise its database.
     pub fn start_with_bump(opts: SquidOptions, bump: SslBump) -> io::Result<Squid> {
-        Squid::start_inner(opts, Some(bump), false)
+        Squid::start_inner(opts, Some(bump), false, SquidAuth::default())
     }
 
     /// [`Squid::start`] with one more plain `http_port`, without auth, on `[::1]`
@@ -276,10 +288,21 @@ impl Squid {
     /// allowed on every port (the loopback rule), so IPv6 collectors work through the IPv4
     /// ports too.
     pub fn start_with_ipv6(opts: SquidOptions) -> io::Result<Squid> {
-        Squid::start_inner(opts, None, true)
+        Squid::start_inner(opts, None, true, SquidAuth::default())
     }
 
-    fn start_inner(opts: SquidOptions, bump: Option<SslBump>, ipv6: bool) -> io::Result<Squid> {
+    /// [`Squid::start`] with the auth ports asking for Digest and/or squid closing the
+    /// connection after each reply (see [`SquidAuth`]).
+    pub fn start_with_auth(opts: SquidOptions, auth: SquidAuth) -> io::Result<Squid> {
+        Squid::start_inner(opts, None, false, auth)
+    }
+
+    fn start_inner(
+        opts: SquidOptions,
+        bump: Option<SslBump>,
+        ipv6: bool,
+        mode: SquidAuth,
+    ) -> io::Result<Squid> {
         let begin = Instant::now();
         let squid = find_program("squid")
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "squid is not installed"))?;
@@ -310,6 +333,23 @@ impl Squid {
         };
         let auth = if opts.users.is_empty() {
             None
+        } else if mode.digest {
+            let helper = helper("digest_file_auth").ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "squid's digest_file_auth not found",
+                )
+            })?;
+            // digest_file_auth reads `user:password` lines (plain text).
+            let passwd = dir.join("digest_passwd");
+            let text: String = opts
+                .users
+                .iter()
+                .map(|(user, password)| format!("{user}:{password}\n"))
+                .collect();
+            fs::write(&passwd, text)?;
+            harness::set_owner_mode(&passwd, owner, 0o600)?;
+            Some((helper, passwd))
         } else {
             let helper = ncsa_helper().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::NotFound, "squid's basic_ncsa_auth not found")
@@ -344,7 +384,7 @@ impl Squid {
                 plain6: ipv6.then(|| numbers.next().expect("port")),
             };
             let bump = bump_files.as_ref().zip(ports.bump);
-            let conf = config(&dir, &opts, ports, &run_as, &tls_files, &auth, bump);
+            let conf = config(&dir, &opts, ports, &run_as, &tls_files, &auth, bump, mode);
             fs::write(&conf_path, conf)?;
             harness::set_owner_mode(&conf_path, owner, 0o644)?;
             for log in [&cache_log, &access_log] {
@@ -541,6 +581,7 @@ fn write_htpasswd(path: &Path, users: &[(String, String)]) -> io::Result<()> {
 }
 
 /// The squid configuration for one start attempt.
+#[allow(clippy::too_many_arguments)]
 fn config(
     dir: &Path,
     opts: &SquidOptions,
@@ -549,6 +590,7 @@ fn config(
     tls_files: &Option<(PathBuf, PathBuf)>,
     auth: &Option<(PathBuf, PathBuf)>,
     bump: Option<(&BumpFiles, u16)>,
+    mode: SquidAuth,
 ) -> String {
     let d = dir.display();
     let mut c = String::new();
@@ -602,7 +644,17 @@ fn config(
         bump_config(&mut line, port, files);
     }
 
-    if let Some((helper, passwd)) = auth {
+    if let (Some((helper, passwd)), true) = (auth, mode.digest) {
+        line(format!(
+            "auth_param digest program {} {}",
+            helper.display(),
+            passwd.display()
+        ));
+        line("auth_param digest children 10 startup=0 idle=1".into());
+        line("auth_param digest realm dtun-test".into());
+        line("acl dtun_auth_ports myportname plain_auth tls_auth".into());
+        line("acl dtun_authed proxy_auth REQUIRED".into());
+    } else if let Some((helper, passwd)) = auth {
         line(format!(
             "auth_param basic program {} {}",
             helper.display(),
@@ -642,6 +694,9 @@ fn config(
         }
     }
     line("http_access deny all".into());
+    if mode.no_keep_alive {
+        line("client_persistent_connections off".into());
+    }
     c
 }
 

@@ -307,6 +307,9 @@ pub struct Exchange<'a> {
     rounds: u32,
     stale_retried: bool,
     nc: u32,
+    /// The nonce of the last Digest answer: a `stale=true` with the same nonce is no new
+    /// nonce, and answering it would repeat the same credentials.
+    last_nonce: Option<String>,
     /// Every `Proxy-Authorization` value sent, to redact from messages.
     sent_values: Vec<Secret>,
 }
@@ -336,6 +339,7 @@ impl<'a> Exchange<'a> {
             rounds: 0,
             stale_retried: false,
             nc: 0,
+            last_nonce: None,
             sent_values: Vec::new(),
         }
     }
@@ -460,12 +464,14 @@ impl<'a> Exchange<'a> {
             });
         };
         if self.sent == Some(Scheme::Digest) {
-            if !challenge.stale || self.stale_retried {
+            let same_nonce = self.last_nonce.as_deref() == Some(challenge.nonce.as_str());
+            if !challenge.stale || self.stale_retried || same_nonce {
                 return Decision::Fail(Failure::Rejected(Scheme::Digest));
             }
             self.stale_retried = true;
         }
         self.nc += 1;
+        self.last_nonce = Some(challenge.nonce.clone());
         let cnonce = digest::new_cnonce();
         let value = challenge.authorization(user, password, self.authority, &cnonce, self.nc);
         self.sent = Some(Scheme::Digest);

@@ -145,6 +145,24 @@ fn digest_stale_is_retried_once_with_the_new_nonce() {
 }
 
 #[test]
+fn a_stale_challenge_with_the_same_nonce_is_a_rejection() {
+    // Without qop the answer depends on the nonce alone: the same nonce again would send the
+    // same credentials twice.
+    let password = pw();
+    let mut x = exchange(Some(ProxyAuth::Digest), &password);
+    x.first();
+    let stale = "Digest realm=\"r\", nonce=\"n\", stale=true";
+    assert!(matches!(
+        x.on_challenge(&parse(&[stale])),
+        Decision::Retry(_)
+    ));
+    assert!(matches!(
+        x.on_challenge(&parse(&[stale])),
+        Decision::Fail(Failure::Rejected(Scheme::Digest))
+    ));
+}
+
+#[test]
 fn any_picks_the_strongest_answerable_and_basic_only_when_asked() {
     let password = pw();
     let mut x = exchange(Some(ProxyAuth::Any), &password);
