@@ -10,5 +10,5 @@ mod reply;
 mod request;
 
 pub use reply::{BodyLength, Outcome, ParseError, ReplyHead, ReplyParser, MAX_REPLY_HEAD};
-pub use request::{basic_credentials, connect_request};
 pub use request::connect_request_with;
+pub use request::{basic_credentials, connect_request};
