@@ -329,3 +329,71 @@ fn digest_over_tls_to_the_proxy_with_reconnect() {
         echo(&conn, b"tls in tls");
     }
 }
+
+/// A proxy that challenges with Digest, then answers the Digest answer with `status` whose
+/// reason phrase echoes the whole Proxy-Authorization value (a proxy may echo anything).
+/// Returns the port and a handle giving the echoed value.
+fn echoing_digest_proxy(status: u16) -> (u16, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut out = stream;
+        let mut read_head = || {
+            let mut auth = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    return auth;
+                }
+                if let Some(v) = line.strip_prefix("Proxy-Authorization: ") {
+                    auth = v.trim().to_owned();
+                }
+            }
+        };
+        read_head();
+        let _ = out.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Digest realm=\"r\", nonce=\"n\", qop=\"auth\"\r\nContent-Length: 0\r\n\r\n");
+        let auth = read_head();
+        let reply = format!(
+            "HTTP/1.1 {status} {auth}\r\nProxy-Authenticate: Digest realm=\"r\", nonce=\"n\", qop=\"auth\"\r\nContent-Length: 0\r\n\r\n"
+        );
+        let _ = out.write_all(reply.as_bytes());
+        auth
+    });
+    (port, handle)
+}
+
+#[test]
+fn an_echoed_digest_answer_is_redacted_everywhere() {
+    let collector = EchoServer::start(None).unwrap();
+    for status in [403, 407, 502] {
+        let (port, echoed) = echoing_digest_proxy(status);
+        let logs = LogCapture::start();
+        let cfg = Yaml::collector(collector.port())
+            .plain_collector()
+            .proxy(port)
+            .auth(USER, PASSWORD)
+            .set("http_proxy.proxy_auth", "digest")
+            .build();
+        let (conn, report) = Connection::open_with_report(&cfg, OPEN_WAIT);
+        let e = conn.expect_err("an echoing proxy");
+        let value = echoed.join().unwrap();
+        let response = value
+            .split("response=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap()
+            .to_owned();
+        assert!(response.len() >= 32, "{value}");
+        let mut secrets = secrets_of(USER, PASSWORD);
+        secrets.push(response);
+        assert_error_clean(&e, &secrets);
+        assert_report_clean(&report, &secrets);
+        for (_, line) in logs.records() {
+            assert_no_leak("log", &line, &secrets);
+        }
+        assert!(report.text().contains("<redacted>"), "{}", report.text());
+    }
+}

@@ -539,7 +539,7 @@ impl Failure {
                 "the proxy asks for {offered}, which this build cannot answer (it speaks Basic and Digest): ask for an account with one of those, or an exception for this host"
             ),
             Failure::Rejected(_) => format!(
-                "the proxy rejected the credentials (it asks for {offered}): check http_proxy.proxy_user and http_proxy.proxy_password (a domain user as DOMAIN\\user)"
+                "the proxy rejected the credentials (it asks for {offered}): check http_proxy.proxy_user and http_proxy.proxy_password"
             ),
             Failure::OtherScheme { .. } => format!(
                 "the proxy asks for {offered}: set http_proxy.proxy_auth to one of those (or any) if this build can answer it"

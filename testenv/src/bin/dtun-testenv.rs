@@ -330,6 +330,8 @@ struct ProxyYaml<'a> {
     verify: Option<bool>,
     ca: Option<&'a Path>,
     credentials: Option<(&'a str, &'a str)>,
+    /// `http_proxy.proxy_auth`; `None`: not written (Basic with a user).
+    auth: Option<&'static str>,
 }
 
 impl<'a> ProxyYaml<'a> {
@@ -341,6 +343,7 @@ impl<'a> ProxyYaml<'a> {
             verify: None,
             ca: None,
             credentials,
+            auth: None,
         }
     }
 
@@ -352,6 +355,15 @@ impl<'a> ProxyYaml<'a> {
             verify: None,
             ca: Some(ca),
             credentials,
+            auth: None,
+        }
+    }
+
+    /// The same with `proxy_auth` written out.
+    fn auth(self, auth: &'static str) -> ProxyYaml<'a> {
+        ProxyYaml {
+            auth: Some(auth),
+            ..self
         }
     }
 
@@ -398,6 +410,9 @@ impl Scenario<'_> {
             if let Some((user, password)) = proxy.credentials {
                 let _ = writeln!(y, "  proxy_user: {}", q(user));
                 let _ = writeln!(y, "  proxy_password: {}", q(password));
+            }
+            if let Some(auth) = proxy.auth {
+                let _ = writeln!(y, "  proxy_auth: {auth}");
             }
             let _ = writeln!(y, "  ssl: {}", proxy.ssl);
             if let Some(verify) = proxy.verify {
@@ -470,6 +485,22 @@ impl Env {
         let proxy_tls_auth = proxy(Some(&proxy_cert.server_config), true, Fault::None)?;
         let proxy_403 = proxy(None, false, Fault::Forbidden403)?;
         let proxy_ntlm = proxy(None, false, Fault::Auth407WithBody)?;
+        // Digest (the in-repo proxy's, RFC 7616 MD5): one keeping the connection after
+        // its 407 (chunked body), one over TLS closing it (the reconnect path).
+        let digest_proxy = |tls: Option<&Arc<rustls::ServerConfig>>, keep_alive| {
+            TestProxy::start(ProxyOptions {
+                tls: tls.cloned(),
+                digest: Some(dtun_testenv::digest::DigestAuth {
+                    keep_alive,
+                    body: dtun_testenv::digest::Body407::Chunked,
+                    ..dtun_testenv::digest::DigestAuth::new(PROXY_USER, PROXY_PASSWORD)
+                }),
+                verbose,
+                ..ProxyOptions::default()
+            })
+        };
+        let proxy_digest = digest_proxy(None, true)?;
+        let proxy_tls_digest = digest_proxy(Some(&proxy_cert.server_config), false)?;
         let proxy_silent = proxy(None, false, Fault::NeverAnswer)?;
         let proxy_garbage = proxy(None, false, Fault::SshBanner)?;
         let proxy_untrusted = proxy(
@@ -574,6 +605,39 @@ impl Env {
                 true,
                 plain_proxy(proxy_ntlm.port()),
                 status::PROXY_AUTH,
+            ),
+            via(
+                "proxy_digest.yaml",
+                "plain proxy asking for Digest (MD5, chunked 407 body, kept alive), proxy_auth: digest",
+                echo_tls.port(),
+                true,
+                ProxyYaml::plain(proxy_digest.port(), good_auth).auth("digest"),
+                status::OK,
+            ),
+            via(
+                "proxy_digest_any.yaml",
+                "plain proxy asking for Digest, proxy_auth: any",
+                echo_tls.port(),
+                true,
+                ProxyYaml::plain(proxy_digest.port(), good_auth).auth("any"),
+                status::OK,
+            ),
+            via(
+                "proxy_digest_wrong.yaml",
+                "plain proxy asking for Digest, wrong password",
+                echo_tls.port(),
+                true,
+                ProxyYaml::plain(proxy_digest.port(), Some((PROXY_USER, "wrong-password")))
+                    .auth("digest"),
+                status::PROXY_AUTH,
+            ),
+            via(
+                "proxy_tls_digest.yaml",
+                "TLS proxy asking for Digest, closing after its 407 (reconnect), TLS inside",
+                echo_tls.port(),
+                true,
+                tls_proxy(proxy_tls_digest.port(), good_auth).auth("digest"),
+                status::OK,
             ),
             via(
                 "proxy_silent.yaml",
@@ -919,6 +983,8 @@ impl Env {
                 proxy_tls_auth,
                 proxy_403,
                 proxy_ntlm,
+                proxy_digest,
+                proxy_tls_digest,
                 proxy_silent,
                 proxy_garbage,
                 proxy_untrusted,
@@ -1273,6 +1339,10 @@ mod tests {
             "proxy_plain_collector_plain.yaml",
             "proxy_403.yaml",
             "proxy_auth_ntlm.yaml",
+            "proxy_digest.yaml",
+            "proxy_digest_any.yaml",
+            "proxy_digest_wrong.yaml",
+            "proxy_tls_digest.yaml",
             "proxy_silent.yaml",
             "proxy_garbage.yaml",
             "collector_untrusted.yaml",
