@@ -372,7 +372,8 @@ enum dtun_status dtun_last_open_report(struct dtun_report **out);
  * change; `""` on success), `route`, `collector` and `proxy` (`host:port`), `proxy.tls`
  * and `collector.tls` (`yes`/`no`), `proxy.auth` (`http_proxy.proxy_auth` in force:
  * `basic`, `digest`, `any`, or `none` without credentials), `proxy.auth_scheme` (the
- * scheme of the credentials last sent, `Basic` or `Digest`; absent when none were sent),
+ * scheme of the credentials last sent, `Basic`, `Digest` or `NTLM`; absent when none
+ * were sent),
  * `proxy.auth_rounds` (how many CONNECTs the open sent: `1` without a 407, `2` after one
  * answered challenge; absent before the first), `proxy.source` (where
  * the proxy came from: `config http_proxy.proxy_host` or `environment https_proxy`, ...),

@@ -66,13 +66,10 @@ impl ProxyAuth {
     /// Whether this build can do the scheme; the error says how to get it when not.
     pub fn check_available(self, key: &str) -> Result<()> {
         match self {
-            ProxyAuth::Ntlm => Err(Error::config(format!(
-                "{key}: ntlm: NTLM support is not available in this build yet"
-            ))),
             ProxyAuth::Negotiate => Err(Error::config(format!(
                 "{key}: negotiate support is not compiled in (build with the `gssapi` feature)"
             ))),
-            ProxyAuth::Basic | ProxyAuth::Digest | ProxyAuth::Any => Ok(()),
+            ProxyAuth::Basic | ProxyAuth::Digest | ProxyAuth::Ntlm | ProxyAuth::Any => Ok(()),
         }
     }
 }
@@ -134,7 +131,7 @@ mod tests {
     }
 
     #[test]
-    fn schemes_not_in_this_build_say_so() {
+    fn negotiate_says_how_to_enable_it_and_ntlm_is_accepted() {
         let e = TunnelConfig::from_yaml(&yaml("negotiate", "")).unwrap_err();
         assert_eq!(e.status(), Status::DTUN_ERR_CONFIG, "{e}");
         assert!(
@@ -142,15 +139,14 @@ mod tests {
                 .contains("negotiate support is not compiled in (build with the `gssapi` feature)"),
             "{e}"
         );
-        let e = TunnelConfig::from_yaml(&yaml("ntlm", "DOM\\\\agent")).unwrap_err();
-        assert_eq!(e.status(), Status::DTUN_ERR_CONFIG, "{e}");
-        assert!(e.message().contains("http_proxy.proxy_auth"), "{e}");
-        assert!(e.message().contains("not available in this build"), "{e}");
+        let cfg = TunnelConfig::from_yaml(&yaml("ntlm", "DOM\\agent")).unwrap();
+        assert_eq!(cfg.settings().proxy_auth(), Some(ProxyAuth::Ntlm));
+        assert_eq!(cfg.settings().proxy.user, "DOM\\agent");
     }
 
     #[test]
     fn basic_and_digest_need_a_user() {
-        for text in ["basic", "digest"] {
+        for text in ["basic", "digest", "ntlm"] {
             let e = TunnelConfig::from_yaml(&yaml(text, "")).unwrap_err();
             assert!(e.message().contains("http_proxy.proxy_user"), "{e}");
         }

@@ -325,7 +325,9 @@ impl Settings {
         }
         if let Some(auth) = self.proxy.auth {
             auth.check_available("http_proxy.proxy_auth")?;
-            if matches!(auth, ProxyAuth::Basic | ProxyAuth::Digest) && self.proxy.user.is_empty() {
+            if matches!(auth, ProxyAuth::Basic | ProxyAuth::Digest | ProxyAuth::Ntlm)
+                && self.proxy.user.is_empty()
+            {
                 return Err(Error::config(format!(
                     "http_proxy.proxy_auth: {auth} needs a user name in http_proxy.proxy_user"
                 )));

@@ -16,6 +16,8 @@ pub mod digest;
 
 use std::fmt;
 
+use base64::Engine as _;
+
 use crate::config::{ProxyAuth, Secret};
 use digest::DigestChallenge;
 
@@ -108,7 +110,7 @@ impl Scheme {
 
     /// Whether this build can answer the scheme.
     pub fn available(self) -> bool {
-        matches!(self, Scheme::Basic | Scheme::Digest)
+        matches!(self, Scheme::Basic | Scheme::Digest | Scheme::Ntlm)
     }
 
     /// The scheme a `proxy_auth` value names (`any`: none).
@@ -310,6 +312,12 @@ pub struct Exchange<'a> {
     /// The nonce of the last Digest answer: a `stale=true` with the same nonce is no new
     /// nonce, and answering it would repeat the same credentials.
     last_nonce: Option<String>,
+    /// NTLM: the NEGOTIATE (type 1) was sent, and the AUTHENTICATE (type 3) too.
+    ntlm_negotiated: bool,
+    ntlm_authenticated: bool,
+    /// Whether the request now due answers a challenge of this very connection (NTLM's
+    /// AUTHENTICATE): then it cannot go on a new one.
+    bound: bool,
     /// Every `Proxy-Authorization` value sent, to redact from messages.
     sent_values: Vec<Secret>,
 }
@@ -340,6 +348,9 @@ impl<'a> Exchange<'a> {
             stale_retried: false,
             nc: 0,
             last_nonce: None,
+            ntlm_negotiated: false,
+            ntlm_authenticated: false,
+            bound: false,
             sent_values: Vec::new(),
         }
     }
@@ -350,8 +361,86 @@ impl<'a> Exchange<'a> {
         self.rounds = 1;
         match (&self.mode, &self.credentials) {
             (Some(ProxyAuth::Basic), Some(c)) => Some(self.send_basic(c.user, c.password)),
+            // NTLM's NEGOTIATE holds no credential (a domain name at most): it goes with the
+            // first CONNECT, as curl's --proxy-ntlm does, saving a round.
+            (Some(ProxyAuth::Ntlm), Some(c)) => Some(self.send_ntlm_negotiate(c.user)),
             _ => None,
         }
+    }
+
+    fn send_ntlm_negotiate(&mut self, proxy_user: &str) -> Secret {
+        let (domain, _) = super::ntlm::split_user(proxy_user);
+        let message = super::ntlm::negotiate_message(domain, "");
+        self.sent = Some(Scheme::Ntlm);
+        self.ntlm_negotiated = true;
+        self.bound = false;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(message);
+        Secret::from(format!("NTLM {encoded}"))
+    }
+
+    fn answer_ntlm(&mut self, challenges: &[Challenge], user: &str, password: &Secret) -> Decision {
+        if !self.ntlm_negotiated {
+            return Decision::Retry(self.send_ntlm_negotiate(user));
+        }
+        if self.ntlm_authenticated {
+            return Decision::Fail(Failure::Rejected(Scheme::Ntlm));
+        }
+        let bad = |why: String| {
+            Decision::Fail(Failure::BadChallenge {
+                scheme: Scheme::Ntlm,
+                why,
+            })
+        };
+        // The CHALLENGE (type 2) rides in the NTLM challenge's token.
+        let Some(token) = challenges
+            .iter()
+            .filter(|c| c.kind() == Some(Scheme::Ntlm))
+            .find_map(|c| c.token68.as_deref())
+        else {
+            // A bare NTLM after our NEGOTIATE: the proxy started over (a new connection
+            // on its side): nothing was rejected, but the exchange cannot go on.
+            return bad("the proxy answered the NTLM NEGOTIATE without a CHALLENGE".into());
+        };
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(token) else {
+            return bad("the NTLM CHALLENGE is not base64".into());
+        };
+        let challenge = match super::ntlm::Challenge::parse(&bytes) {
+            Ok(c) => c,
+            Err(e) => return bad(format!("malformed NTLM CHALLENGE: {e}")),
+        };
+        let Ok(password) = std::str::from_utf8(password.expose()) else {
+            return bad("http_proxy.proxy_password is not UTF-8 text, which NTLM needs".into());
+        };
+        let (domain, name) = super::ntlm::split_user(user);
+        let mut client_challenge = [0u8; 8];
+        {
+            use ring::rand::SecureRandom;
+            let _ = ring::rand::SystemRandom::new().fill(&mut client_challenge);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let message = match super::ntlm::authenticate_message(
+            &challenge,
+            name,
+            domain,
+            password,
+            "",
+            client_challenge,
+            super::ntlm::filetime(now),
+        ) {
+            Ok(m) => Secret::new(m),
+            Err(e) => return bad(format!("cannot answer the NTLM CHALLENGE: {e}")),
+        };
+        let encoded =
+            Secret::from(base64::engine::general_purpose::STANDARD.encode(message.expose()));
+        let mut value = Vec::with_capacity(encoded.expose().len() + 5);
+        value.extend_from_slice(b"NTLM ");
+        value.extend_from_slice(encoded.expose());
+        self.sent_values.push(encoded);
+        self.ntlm_authenticated = true;
+        self.bound = true;
+        Decision::Retry(Secret::new(value))
     }
 
     /// The scheme of the credentials last sent.
@@ -364,9 +453,10 @@ impl<'a> Exchange<'a> {
         self.rounds
     }
 
-    /// Whether the exchange is in the middle of a scheme that needs the same connection.
+    /// Whether the request now due answers a challenge of the current connection (NTLM's
+    /// AUTHENTICATE after its CHALLENGE), so it cannot go on a new connection.
     pub fn needs_same_connection(&self) -> bool {
-        self.sent.is_some_and(Scheme::is_connection_bound)
+        self.bound
     }
 
     /// Every `Proxy-Authorization` value sent so far (secrets, for redaction).
@@ -394,9 +484,11 @@ impl<'a> Exchange<'a> {
     }
 
     fn decide(&mut self, challenges: &[Challenge]) -> Decision {
+        self.bound = false;
         let offers = |s: Scheme| challenges.iter().any(|c| c.kind() == Some(s));
         let Some(credentials) = self.credentials.as_ref().filter(|_| self.mode.is_some()) else {
-            let answerable = offers(Scheme::Basic) || offers(Scheme::Digest);
+            let answerable =
+                offers(Scheme::Basic) || offers(Scheme::Digest) || offers(Scheme::Ntlm);
             return Decision::Fail(Failure::NoCredentials { answerable });
         };
         let (user, password) = (credentials.user, credentials.password);
@@ -431,7 +523,8 @@ impl<'a> Exchange<'a> {
             Scheme::Basic if self.sent.is_some() => Decision::Fail(Failure::Rejected(scheme)),
             Scheme::Basic => Decision::Retry(self.send_basic(user, password)),
             Scheme::Digest => self.answer_digest(challenges, user, password),
-            Scheme::Ntlm | Scheme::Negotiate => Decision::Fail(Failure::Unsupported),
+            Scheme::Ntlm => self.answer_ntlm(challenges, user, password),
+            Scheme::Negotiate => Decision::Fail(Failure::Unsupported),
         }
     }
 
@@ -536,10 +629,11 @@ impl Failure {
                 if offered.contains("Digest") && !offered.contains("Basic") { ", and http_proxy.proxy_auth: digest (or any)" } else { "" }
             ),
             Failure::NoCredentials { answerable: false } | Failure::Unsupported => format!(
-                "the proxy asks for {offered}, which this build cannot answer (it speaks Basic and Digest): ask for an account with one of those, or an exception for this host"
+                "the proxy asks for {offered}, which this build cannot answer (it speaks Basic, Digest and NTLM): ask for an account with one of those, or an exception for this host"
             ),
             Failure::Rejected(_) => format!(
-                "the proxy rejected the credentials (it asks for {offered}): check http_proxy.proxy_user and http_proxy.proxy_password"
+                "the proxy rejected the credentials (it asks for {offered}): check http_proxy.proxy_user and http_proxy.proxy_password{}",
+                if matches!(self, Failure::Rejected(Scheme::Ntlm)) { " (a domain user as DOMAIN\\user or user@domain)" } else { "" }
             ),
             Failure::OtherScheme { .. } => format!(
                 "the proxy asks for {offered}: set http_proxy.proxy_auth to one of those (or any) if this build can answer it"

@@ -184,7 +184,7 @@ fn any_picks_the_strongest_answerable_and_basic_only_when_asked() {
     let mut x = exchange(Some(ProxyAuth::Any), &password);
     x.first();
     assert!(matches!(
-        x.on_challenge(&parse(&["Negotiate", "NTLM"])),
+        x.on_challenge(&parse(&["Negotiate", "Bearer realm=x"])),
         Decision::Fail(Failure::Unsupported)
     ));
 }
@@ -227,10 +227,10 @@ fn without_credentials_says_whether_they_would_help() {
         Decision::Fail(Failure::NoCredentials { answerable: true })
     ));
     assert!(matches!(
-        x.on_challenge(&parse(&["NTLM", "Negotiate"])),
+        x.on_challenge(&parse(&["Negotiate", "Bearer"])),
         Decision::Fail(Failure::NoCredentials { answerable: false })
     ));
-    let hint = Failure::NoCredentials { answerable: false }.hint("NTLM, Negotiate");
+    let hint = Failure::NoCredentials { answerable: false }.hint("Negotiate, Bearer");
     assert!(!hint.contains("proxy_user"), "{hint}");
 }
 
@@ -297,6 +297,102 @@ proptest! {
                 }
             }
             prop_assert!(x.rounds() <= MAX_ROUNDS);
+        }
+    }
+}
+
+/// A CHALLENGE (type 2) message: Unicode, NTLM, target info with a domain name and EOL.
+fn ntlm_type2() -> String {
+    use crate::proxy::ntlm;
+    use base64::Engine as _;
+    let target: Vec<u8> = "CORP".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let mut info = vec![2u8, 0, target.len() as u8, 0];
+    info.extend_from_slice(&target);
+    info.extend_from_slice(&[0, 0, 0, 0]);
+    let flags = ntlm::NEGOTIATE_UNICODE | ntlm::NEGOTIATE_NTLM | ntlm::NEGOTIATE_TARGET_INFO;
+    let header = 48u32;
+    let mut m = b"NTLMSSP\0".to_vec();
+    m.extend_from_slice(&2u32.to_le_bytes());
+    m.extend_from_slice(&(target.len() as u16).to_le_bytes());
+    m.extend_from_slice(&(target.len() as u16).to_le_bytes());
+    m.extend_from_slice(&header.to_le_bytes());
+    m.extend_from_slice(&flags.to_le_bytes());
+    m.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+    m.extend_from_slice(&[0; 8]);
+    m.extend_from_slice(&(info.len() as u16).to_le_bytes());
+    m.extend_from_slice(&(info.len() as u16).to_le_bytes());
+    m.extend_from_slice(&(header + target.len() as u32).to_le_bytes());
+    m.extend_from_slice(&target);
+    m.extend_from_slice(&info);
+    format!(
+        "NTLM {}",
+        base64::engine::general_purpose::STANDARD.encode(m)
+    )
+}
+
+#[test]
+fn ntlm_negotiate_challenge_authenticate_once() {
+    let password = pw();
+    let mut x = Exchange::new(
+        Some(ProxyAuth::Ntlm),
+        Some(Credentials {
+            user: "CORP\\agent",
+            password: &password,
+        }),
+        "c:1",
+    );
+    let first = x.first().unwrap();
+    assert!(
+        text(&first).starts_with("NTLM TlRMTVNTUAAB"),
+        "{}",
+        text(&first)
+    );
+    assert!(!x.needs_same_connection());
+    let Decision::Retry(type3) = x.on_challenge(&parse(&[&ntlm_type2()])) else {
+        panic!()
+    };
+    assert!(
+        text(&type3).starts_with("NTLM TlRMTVNTUAAD"),
+        "{}",
+        text(&type3)
+    );
+    // The AUTHENTICATE answers this connection's CHALLENGE.
+    assert!(x.needs_same_connection());
+    assert!(x
+        .sent_values()
+        .iter()
+        .any(|v| text(&type3).ends_with(&text(v))));
+    match x.on_challenge(&parse(&["NTLM"])) {
+        Decision::Fail(Failure::Rejected(Scheme::Ntlm)) => {}
+        other => panic!("{other:?}"),
+    }
+    let hint = Failure::Rejected(Scheme::Ntlm).hint("NTLM");
+    assert!(hint.contains("DOMAIN\\user"), "{hint}");
+}
+
+#[test]
+fn ntlm_under_any_after_a_probe_and_hostile_challenges() {
+    let password = pw();
+    let mut x = exchange(Some(ProxyAuth::Any), &password);
+    assert!(x.first().is_none());
+    // NTLM beats Basic, Digest beats NTLM.
+    let Decision::Retry(type1) = x.on_challenge(&parse(&["Basic realm=x", "NTLM"])) else {
+        panic!()
+    };
+    assert!(text(&type1).starts_with("NTLM "));
+    assert!(
+        !x.needs_same_connection(),
+        "a NEGOTIATE may go on a new connection"
+    );
+    for hostile in ["NTLM", "NTLM !!!", "NTLM TlRMTVNTUAACAAAA", "NTLM AAAA"] {
+        let mut y = exchange(Some(ProxyAuth::Ntlm), &password);
+        y.first();
+        match y.on_challenge(&parse(&[hostile])) {
+            Decision::Fail(Failure::BadChallenge {
+                scheme: Scheme::Ntlm,
+                ..
+            }) => {}
+            other => panic!("{hostile}: {other:?}"),
         }
     }
 }
