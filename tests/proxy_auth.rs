@@ -398,3 +398,78 @@ fn an_echoed_digest_answer_is_redacted_everywhere() {
         assert!(report.text().contains("<redacted>"), "{}", report.text());
     }
 }
+
+/// A CHALLENGE (type 2) message: Unicode, NTLM, target info (a domain name, then EOL).
+fn ntlm_type2_b64() -> String {
+    use base64::Engine as _;
+    let target: Vec<u8> = "CORP".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let mut info = vec![2u8, 0, target.len() as u8, 0];
+    info.extend_from_slice(&target);
+    info.extend_from_slice(&[0, 0, 0, 0]);
+    let flags: u32 = 0x0000_0001 | 0x0000_0200 | 0x0080_0000;
+    let header = 48u32;
+    let mut m = b"NTLMSSP\0".to_vec();
+    m.extend_from_slice(&2u32.to_le_bytes());
+    for _ in 0..2 {
+        m.extend_from_slice(&(target.len() as u16).to_le_bytes());
+    }
+    m.extend_from_slice(&header.to_le_bytes());
+    m.extend_from_slice(&flags.to_le_bytes());
+    m.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+    m.extend_from_slice(&[0; 8]);
+    for _ in 0..2 {
+        m.extend_from_slice(&(info.len() as u16).to_le_bytes());
+    }
+    m.extend_from_slice(&(header + target.len() as u32).to_le_bytes());
+    m.extend_from_slice(&target);
+    m.extend_from_slice(&info);
+    base64::engine::general_purpose::STANDARD.encode(m)
+}
+
+#[test]
+fn a_proxy_closing_between_ntlm_legs_fails_clearly() {
+    use std::io::{BufRead, BufReader, Write};
+    let collector = EchoServer::start(None).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        // Two connections at most: the probe's 407 keeps the connection; the NEGOTIATE's
+        // 407 carries the CHALLENGE and Connection: close.
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut out = stream;
+        let mut heads = 0;
+        let mut read_head = || loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                heads += 1;
+                return heads;
+            }
+        };
+        read_head();
+        let _ = out.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: NTLM\r\nContent-Length: 0\r\n\r\n");
+        read_head();
+        let reply = format!(
+            "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: NTLM {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            ntlm_type2_b64()
+        );
+        let _ = out.write_all(reply.as_bytes());
+        listener.set_nonblocking(true).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // No third CONNECT (the AUTHENTICATE) on a new connection.
+        listener.accept().is_err()
+    });
+    let cfg = Yaml::collector(collector.port())
+        .plain_collector()
+        .proxy(port)
+        .auth("CORP\\agent", PASSWORD)
+        .set("http_proxy.proxy_auth", "ntlm")
+        .build();
+    let e = open_err(&cfg, Status::DTUN_ERR_PROXY_AUTH);
+    assert!(e.message().contains("in the middle of NTLM"), "{e}");
+    assert!(
+        server.join().unwrap(),
+        "the AUTHENTICATE went on a new connection"
+    );
+    assert_error_clean(&e, &secrets_of("CORP\\agent", PASSWORD));
+}

@@ -51,6 +51,7 @@ fn squid_digest() {
             SquidAuth {
                 digest: true,
                 no_keep_alive,
+                ..SquidAuth::default()
             },
         )
         .expect("start squid with digest");

@@ -171,7 +171,7 @@ pub struct SquidOptions {
 }
 
 /// How the auth ports of [`Squid::start_with_auth`] authenticate.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SquidAuth {
     /// The auth ports ask for Digest (`auth_param digest program digest_file_auth FILE`,
     /// squid 5.7: MD5, qop=auth) instead of Basic. The users' passwords must not contain
@@ -180,6 +180,9 @@ pub struct SquidAuth {
     /// `client_persistent_connections off`: squid closes the client connection after each
     /// reply (a 407 included), so a client must reconnect to answer a challenge.
     pub no_keep_alive: bool,
+    /// The auth ports ask for NTLM through this `auth_param ntlm program` value (see
+    /// [`crate::ntlm::NtlmHelper::squid_program`]; `users` are then not used).
+    pub ntlm_program: Option<String>,
 }
 
 /// TLS inspection for [`Squid::start_with_bump`].
@@ -331,7 +334,9 @@ impl Squid {
             Some(bump) => Some(prepare_bump(&dir, bump, owner)?),
             None => None,
         };
-        let auth = if opts.users.is_empty() {
+        let auth = if let Some(program) = &mode.ntlm_program {
+            Some((PathBuf::from(program), PathBuf::new()))
+        } else if opts.users.is_empty() {
             None
         } else if mode.digest {
             let helper = helper("digest_file_auth").ok_or_else(|| {
@@ -384,7 +389,7 @@ impl Squid {
                 plain6: ipv6.then(|| numbers.next().expect("port")),
             };
             let bump = bump_files.as_ref().zip(ports.bump);
-            let conf = config(&dir, &opts, ports, &run_as, &tls_files, &auth, bump, mode);
+            let conf = config(&dir, &opts, ports, &run_as, &tls_files, &auth, bump, &mode);
             fs::write(&conf_path, conf)?;
             harness::set_owner_mode(&conf_path, owner, 0o644)?;
             for log in [&cache_log, &access_log] {
@@ -590,7 +595,7 @@ fn config(
     tls_files: &Option<(PathBuf, PathBuf)>,
     auth: &Option<(PathBuf, PathBuf)>,
     bump: Option<(&BumpFiles, u16)>,
-    mode: SquidAuth,
+    mode: &SquidAuth,
 ) -> String {
     let d = dir.display();
     let mut c = String::new();
@@ -644,7 +649,13 @@ fn config(
         bump_config(&mut line, port, files);
     }
 
-    if let (Some((helper, passwd)), true) = (auth, mode.digest) {
+    if let (Some(program), Some(_)) = (&mode.ntlm_program, auth) {
+        line(format!("auth_param ntlm program {program}"));
+        line("auth_param ntlm children 4".into());
+        line("auth_param ntlm keep_alive on".into());
+        line("acl dtun_auth_ports myportname plain_auth tls_auth".into());
+        line("acl dtun_authed proxy_auth REQUIRED".into());
+    } else if let (Some((helper, passwd)), true) = (auth, mode.digest) {
         line(format!(
             "auth_param digest program {} {}",
             helper.display(),

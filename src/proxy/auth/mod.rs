@@ -361,9 +361,8 @@ impl<'a> Exchange<'a> {
         self.rounds = 1;
         match (&self.mode, &self.credentials) {
             (Some(ProxyAuth::Basic), Some(c)) => Some(self.send_basic(c.user, c.password)),
-            // NTLM's NEGOTIATE holds no credential (a domain name at most): it goes with the
-            // first CONNECT, as curl's --proxy-ntlm does, saving a round.
-            (Some(ProxyAuth::Ntlm), Some(c)) => Some(self.send_ntlm_negotiate(c.user)),
+            // NTLM's NEGOTIATE waits for the proxy's 407 too: squid 5.7 answers a NEGOTIATE
+            // on a connection it has not challenged yet with a bare `NTLM` (no CHALLENGE).
             _ => None,
         }
     }

@@ -341,7 +341,13 @@ fn ntlm_negotiate_challenge_authenticate_once() {
         }),
         "c:1",
     );
-    let first = x.first().unwrap();
+    assert!(
+        x.first().is_none(),
+        "the NEGOTIATE waits for the proxy's 407"
+    );
+    let Decision::Retry(first) = x.on_challenge(&parse(&["NTLM"])) else {
+        panic!()
+    };
     assert!(
         text(&first).starts_with("NTLM TlRMTVNTUAAB"),
         "{}",
@@ -387,6 +393,10 @@ fn ntlm_under_any_after_a_probe_and_hostile_challenges() {
     for hostile in ["NTLM", "NTLM !!!", "NTLM TlRMTVNTUAACAAAA", "NTLM AAAA"] {
         let mut y = exchange(Some(ProxyAuth::Ntlm), &password);
         y.first();
+        assert!(matches!(
+            y.on_challenge(&parse(&["NTLM"])),
+            Decision::Retry(_)
+        ));
         match y.on_challenge(&parse(&[hostile])) {
             Decision::Fail(Failure::BadChallenge {
                 scheme: Scheme::Ntlm,
