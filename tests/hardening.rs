@@ -1350,6 +1350,71 @@ fn no_failure_path_shows_the_password() {
         seen.text("mid-stream: connection Debug", format!("{conn:?}"));
     }
 
+    // Digest (issue 12): success over TLS to a proxy that closes after its 407 (the
+    // reconnect path), a wrong password kept alive, and a stale nonce; every Digest
+    // response the proxy saw is a secret too.
+    let digest_proxies: Vec<TestProxy> = [(true, false, false), (false, true, true)]
+        .into_iter()
+        .map(|(tls, keep_alive, stale_first)| {
+            TestProxy::start(ProxyOptions {
+                tls: tls.then(|| env.server_tls(Cert::Trusted)),
+                digest: Some(dtun_testenv::digest::DigestAuth {
+                    keep_alive,
+                    stale_first,
+                    ..dtun_testenv::digest::DigestAuth::new(USER, PASSWORD)
+                }),
+                ..ProxyOptions::default()
+            })
+            .expect("digest proxy")
+        })
+        .collect();
+    let digest = |yaml: Yaml| yaml.set("http_proxy.proxy_auth", "digest").build();
+    if let Some(conn) = seen.open(
+        "digest over TLS, reconnect",
+        &digest(
+            to(&trusted)
+                .tls_proxy(digest_proxies[0].port(), &env)
+                .auth(USER, PASSWORD),
+        ),
+        wait,
+        DTUN_OK,
+    ) {
+        echo(&conn, b"digest");
+    }
+    if let Some(conn) = seen.open(
+        "digest, stale nonce",
+        &digest(
+            to(&trusted)
+                .proxy(digest_proxies[1].port())
+                .auth(USER, PASSWORD),
+        ),
+        wait,
+        DTUN_OK,
+    ) {
+        echo(&conn, b"digest");
+    }
+    seen.open(
+        "digest, wrong password",
+        &digest(
+            to(&trusted)
+                .proxy(digest_proxies[1].port())
+                .auth(USER, "wrong-digest-pw"),
+        ),
+        wait,
+        DTUN_ERR_PROXY_AUTH,
+    );
+    for p in &digest_proxies {
+        for request in p.requests() {
+            if let Some(value) = request.header("Proxy-Authorization") {
+                if let Some(response) = value.split("response=\"").nth(1) {
+                    seen.secrets
+                        .push(response.split('"').next().unwrap_or("").to_owned());
+                }
+            }
+        }
+    }
+    seen.secrets.push("wrong-digest-pw".into());
+
     let records = log.records();
     drop(log);
     for (level, message) in &records {
