@@ -47,7 +47,10 @@ done
 # DTUN_REQUIRE_REAL_PROXIES=ON and DTUN_REQUIRE_VALGRIND=ON (CI sets both) make a missing
 # squid/tinyproxy or valgrind an error instead of a skipped test.
 step "configure (build tree $build)"
-run cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release \
+# DTUN_GSSAPI=OFF: this build also makes the fully static consumers (-static), and MIT krb5
+# ships no static libgssapi_krb5 on Debian; the gssapi feature is tested by cargo in
+# scripts/test.sh (real KDC and squid's helper).
+run cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DDTUN_GSSAPI=OFF \
     -DDTUN_REQUIRE_REAL_PROXIES="${DTUN_REQUIRE_REAL_PROXIES:-OFF}" \
     -DDTUN_REQUIRE_VALGRIND="${DTUN_REQUIRE_VALGRIND:-OFF}" \
     -DDTUN_REQUIRE_ABIGAIL="${DTUN_REQUIRE_ABIGAIL:-OFF}" \
