@@ -236,11 +236,7 @@ impl Plan {
     pub fn redact_with(&self, extra: &[Secret], text: &str, max: usize) -> String {
         let mut out = self.redact(text);
         for secret in extra {
-            if let Ok(s) = std::str::from_utf8(secret.expose()) {
-                if s.len() >= 3 && out.contains(s) {
-                    out = out.replace(s, "<redacted>");
-                }
-            }
+            out = redact_secret(out, secret);
         }
         if out.chars().count() <= max {
             out
@@ -256,15 +252,33 @@ impl Plan {
         let mut out = text.to_owned();
         if let Some(p) = &self.proxy {
             for secret in &p.secrets {
-                if let Ok(s) = std::str::from_utf8(secret.expose()) {
-                    if s.len() >= 3 && out.contains(s) {
-                        out = out.replace(s, "<redacted>");
-                    }
-                }
+                out = redact_secret(out, secret);
             }
         }
         out
     }
+}
+
+/// Replaces a secret in a text, in every form in which peer text reaches a message: as it
+/// is, with control characters shown as `?` (how a reason phrase is printed), Debug-escaped
+/// (how a preview of a malformed reply is printed), and trimmed. Every non-empty secret
+/// counts, however short: a garbled message is better than a leaked password.
+fn redact_secret(mut out: String, secret: &Secret) -> String {
+    let raw = String::from_utf8_lossy(secret.expose());
+    if raw.is_empty() {
+        return out;
+    }
+    let shown: String = raw
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    let escaped: String = raw.escape_debug().collect();
+    for form in [raw.as_ref(), shown.as_str(), shown.trim(), escaped.as_str()] {
+        if !form.is_empty() && out.contains(form) {
+            out = out.replace(form, "<redacted>");
+        }
+    }
+    out
 }
 
 /// A `no_proxy` list and the variable it came from.
@@ -361,14 +375,14 @@ fn proxy_hop(s: &Settings, c: Chosen) -> Result<ProxyHop> {
     if !c.password.is_empty() {
         secrets.push(c.password.clone());
     }
+    // Whatever the scheme: the environment URL's percent-encoded form of the password.
+    if !c.password_as_written.is_empty() {
+        secrets.push(c.password_as_written.clone());
+    }
     let auth = if c.user.is_empty() || mode != Some(crate::config::ProxyAuth::Basic) {
         None
     } else {
         let auth = proxy::basic_credentials(&c.user, &c.password);
-        secrets.push(c.password.clone());
-        if !c.password_as_written.is_empty() {
-            secrets.push(c.password_as_written.clone());
-        }
         let encoded = auth.expose().strip_prefix(b"Basic ").unwrap_or_default();
         secrets.push(Secret::new(encoded.to_vec()));
         Some(auth)
@@ -401,6 +415,26 @@ fn proxy_hop(s: &Settings, c: Chosen) -> Result<ProxyHop> {
 #[cfg(test)]
 mod tests {
     use crate::config::TunnelConfig;
+
+    #[test]
+    fn a_secret_is_redacted_in_every_form_peer_text_is_printed_in_and_however_short() {
+        use super::{redact_secret, Secret};
+        let tab = Secret::new(b"Tenant\tToken-4f9a2c".to_vec());
+        // A reason phrase shows control characters as '?'.
+        assert_eq!(
+            redact_secret("403 Tenant?Token-4f9a2c".into(), &tab),
+            "403 <redacted>"
+        );
+        let quoted = Secret::new(br#"pa"ss\wd"#.to_vec());
+        let preview = format!("{:?}", r#"x pa"ss\wd y"#);
+        assert!(!redact_secret(preview, &quoted).contains("ss"));
+        let short = Secret::new(b"Zq".to_vec());
+        assert_eq!(redact_secret("407 Zq".into(), &short), "407 <redacted>");
+        assert_eq!(
+            redact_secret("nothing".into(), &Secret::new(Vec::new())),
+            "nothing"
+        );
+    }
 
     fn plan_with_password() -> std::sync::Arc<super::Plan> {
         TunnelConfig::from_yaml(

@@ -429,7 +429,10 @@ async fn send_connect(
                     Decision::Retry(value) => value,
                     Decision::Fail(failure) => {
                         progress.auth_hint = Some(failure.hint(&offered));
-                        let why = failure.describe(&offered);
+                        // The failure may quote the proxy's challenge, which may echo
+                        // what we sent.
+                        let why =
+                            plan.redact_with(exchange.sent_values(), &failure.describe(&offered), 4000);
                         return Err(Error::new(
                             Stage::ProxyConnect,
                             ErrorKind::ProxyAuth { schemes },

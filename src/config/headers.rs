@@ -13,7 +13,7 @@ use super::scalar::Scalar;
 pub const HEADER_KEY_PREFIX: &str = "http_proxy.headers.";
 
 /// Headers the library writes itself, or that would change the request's framing.
-const OWNED: [(&str, &str); 6] = [
+const OWNED: [(&str, &str); 11] = [
     (
         "host",
         "the library writes Host: from collector and collector_port",
@@ -26,6 +26,17 @@ const OWNED: [(&str, &str); 6] = [
     ),
     ("user-agent", "set http_proxy.user_agent instead"),
     ("connection", "the library manages the connection"),
+    (
+        "proxy-connection",
+        "the library manages the connection (it would change how a 407 is answered)",
+    ),
+    ("keep-alive", "the library manages the connection"),
+    (
+        "upgrade",
+        "a CONNECT asks for no protocol switch (a proxy may answer 101)",
+    ),
+    ("te", "a CONNECT request has no body"),
+    ("expect", "a CONNECT request has no body to announce"),
 ];
 
 /// Checks a header name: an RFC 9110 token (letters, digits and ``!#$%&'*+-.^_`|~``), at
