@@ -60,8 +60,7 @@ static const struct hint_case cases[] = {
      .status = DTUN_ERR_PROXY_AUTH,
      .stage = "proxy connect",
      .exact = "the proxy rejected the credentials (it asks for Basic): check "
-              "http_proxy.proxy_user and http_proxy.proxy_password (a domain user as "
-              "DOMAIN\\user)",
+              "http_proxy.proxy_user and http_proxy.proxy_password",
      .values = {{"proxy.status_code", "407"},
                 {"proxy.auth_schemes", "Basic"},
                 {"proxy.auth", "basic"}}},
@@ -88,8 +87,7 @@ static const struct hint_case cases[] = {
      .status = DTUN_ERR_PROXY_AUTH,
      .stage = "proxy connect",
      .exact = "the proxy rejected the credentials (it asks for Basic, NTLM): check "
-              "http_proxy.proxy_user and http_proxy.proxy_password (a domain user as "
-              "DOMAIN\\user)",
+              "http_proxy.proxy_user and http_proxy.proxy_password",
      .values = {{"proxy.auth_schemes", "Basic, NTLM"}, {"proxy.auth", "basic"}}},
     {.name = "407, no credentials configured (squid)",
      .file = "squid_auth_missing.yaml",
