@@ -44,6 +44,8 @@ pub struct ProxyHop {
     pub user: String,
     /// The password.
     pub password: Secret,
+    /// `http_proxy.proxy_keytab`: Negotiate's client keytab (`user` is its principal).
+    pub keytab: Option<std::path::PathBuf>,
     /// The CONNECT target, `host:port`.
     pub authority: String,
     /// The `User-Agent` of every CONNECT.
@@ -400,10 +402,14 @@ fn proxy_hop(s: &Settings, c: Chosen) -> Result<ProxyHop> {
         port: c.port,
         tls,
         request,
-        authenticates: !c.user.is_empty(),
+        // Negotiate needs no user: the ticket is in the credential cache (also under `any`).
+        authenticates: !c.user.is_empty()
+            || mode == Some(crate::config::ProxyAuth::Negotiate)
+            || (cfg!(feature = "gssapi") && mode == Some(crate::config::ProxyAuth::Any)),
         auth: mode,
         user: c.user.clone(),
         password: c.password.clone(),
+        keytab: s.proxy.keytab.clone(),
         authority,
         user_agent: user_agent.map(str::to_owned),
         headers: s.proxy.headers.clone(),

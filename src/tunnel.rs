@@ -20,7 +20,9 @@ use crate::config::Secret;
 use crate::error::{Error, ErrorKind, Result, Stage};
 use crate::net::Socket;
 use crate::plan::{Plan, TlsHop};
-use crate::proxy::auth::{parse_challenges, Credentials, Decision, Exchange, Scheme};
+use crate::proxy::auth::{
+    parse_challenges, Credentials, Decision, Exchange, NegotiateSetup, Scheme,
+};
 use crate::proxy::body::BodyDrain;
 use crate::proxy::{self, BodyLength, Outcome, ReplyParser};
 use crate::tls;
@@ -346,7 +348,14 @@ async fn send_connect(
         user: &proxy.user,
         password: &proxy.password,
     });
-    let mut exchange = Exchange::new(proxy.auth, credentials, &proxy.authority);
+    let mut exchange =
+        Exchange::new(proxy.auth, credentials, &proxy.authority).with_negotiate(NegotiateSetup {
+            host: proxy.host.to_string(),
+            keytab: proxy
+                .keytab
+                .clone()
+                .map(|keytab| (proxy.user.clone(), keytab)),
+        });
     // The first request was built with the plan: the exchange only notes what it holds.
     let _ = exchange.first();
     let mut request: Option<Secret> = None;
@@ -407,6 +416,33 @@ async fn send_connect(
         match head.outcome() {
             Outcome::Tunnel => {
                 crate::dtun_log!(DTUN_LOG_DEBUG, "proxy {peer} answered {status_line}");
+                match exchange.on_tunnel(&parse_challenges(&head.challenges)) {
+                    Ok(Some(verified)) => crate::dtun_log!(
+                        DTUN_LOG_DEBUG,
+                        "proxy {peer}: Negotiate mutual authentication {}",
+                        if verified {
+                            "verified"
+                        } else {
+                            "not offered by the proxy"
+                        }
+                    ),
+                    Ok(None) => {}
+                    Err(failure) => {
+                        progress.auth_hint = Some(failure.hint(""));
+                        let why = plan.redact_with(
+                            exchange.sent_values(),
+                            &failure.describe(""),
+                            4000,
+                        );
+                        return Err(Error::new(
+                            Stage::ProxyConnect,
+                            ErrorKind::ProxyAuth {
+                                schemes: vec![Scheme::Negotiate.name().to_owned()],
+                            },
+                            format!("proxy {peer} answered {status_line} to CONNECT {target}, but {why}"),
+                        ));
+                    }
+                }
                 return if rest.is_empty() {
                     Ok(stream)
                 } else {

@@ -66,10 +66,14 @@ impl ProxyAuth {
     /// Whether this build can do the scheme; the error says how to get it when not.
     pub fn check_available(self, key: &str) -> Result<()> {
         match self {
-            ProxyAuth::Negotiate => Err(Error::config(format!(
+            ProxyAuth::Negotiate if !cfg!(feature = "gssapi") => Err(Error::config(format!(
                 "{key}: negotiate support is not compiled in (build with the `gssapi` feature)"
             ))),
-            ProxyAuth::Basic | ProxyAuth::Digest | ProxyAuth::Ntlm | ProxyAuth::Any => Ok(()),
+            ProxyAuth::Negotiate
+            | ProxyAuth::Basic
+            | ProxyAuth::Digest
+            | ProxyAuth::Ntlm
+            | ProxyAuth::Any => Ok(()),
         }
     }
 }
@@ -130,6 +134,26 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "gssapi")]
+    #[test]
+    fn negotiate_is_accepted_without_a_user_and_a_keytab_needs_the_principal() {
+        let cfg = TunnelConfig::from_yaml(&yaml("negotiate", "")).unwrap();
+        assert_eq!(cfg.settings().proxy_auth(), Some(ProxyAuth::Negotiate));
+        let e = TunnelConfig::from_yaml(
+            "http_proxy: {proxy_host: p.example, proxy_port: 3128, proxy_auth: negotiate, proxy_keytab: /k}",
+        )
+        .unwrap_err();
+        assert_eq!(e.status(), Status::DTUN_ERR_CONFIG, "{e}");
+        assert!(e.message().contains("http_proxy.proxy_keytab"), "{e}");
+        assert!(e.message().contains("http_proxy.proxy_user"), "{e}");
+        let cfg = TunnelConfig::from_yaml(
+            "http_proxy: {proxy_host: p.example, proxy_port: 3128, proxy_auth: negotiate, proxy_keytab: /k, proxy_user: agent@R}",
+        )
+        .unwrap();
+        assert_eq!(cfg.settings().proxy_auth(), Some(ProxyAuth::Negotiate));
+    }
+
+    #[cfg(not(feature = "gssapi"))]
     #[test]
     fn negotiate_says_how_to_enable_it_and_ntlm_is_accepted() {
         let e = TunnelConfig::from_yaml(&yaml("negotiate", "")).unwrap_err();

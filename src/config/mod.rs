@@ -332,6 +332,14 @@ impl Settings {
                     "http_proxy.proxy_auth: {auth} needs a user name in http_proxy.proxy_user"
                 )));
             }
+            if matches!(auth, ProxyAuth::Negotiate | ProxyAuth::Any)
+                && self.proxy.keytab.is_some()
+                && self.proxy.user.is_empty()
+            {
+                return Err(Error::config(
+                    "http_proxy.proxy_keytab needs the client principal (name@REALM) in http_proxy.proxy_user",
+                ));
+            }
         }
         Ok(())
     }

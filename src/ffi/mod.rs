@@ -344,8 +344,9 @@ pub unsafe extern "C" fn dtun_last_open_report(out: *mut *mut dtun_report) -> St
 /// `outcome` (status name), `message`, `failed_stage` (`""` on success), `hint` (what to
 /// change; `""` on success), `route`, `collector` and `proxy` (`host:port`), `proxy.tls`
 /// and `collector.tls` (`yes`/`no`), `proxy.auth` (`http_proxy.proxy_auth` in force:
-/// `basic`, `digest`, `any`, or `none` without credentials), `proxy.auth_scheme` (the
-/// scheme of the credentials last sent, `Basic`, `Digest` or `NTLM`; absent when none
+/// `basic`, `digest`, `ntlm`, `negotiate`, `any`, or `none` without credentials),
+/// `proxy.auth_scheme` (the scheme of the credentials last sent, `Basic`, `Digest`, `NTLM`
+/// or `Negotiate`; absent when none
 /// were sent),
 /// `proxy.auth_rounds` (how many CONNECTs the open sent: `1` without a 407, `2` after one
 /// answered challenge; absent before the first), `proxy.source` (where

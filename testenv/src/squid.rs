@@ -183,6 +183,12 @@ pub struct SquidAuth {
     /// The auth ports ask for NTLM through this `auth_param ntlm program` value (see
     /// [`crate::ntlm::NtlmHelper::squid_program`]; `users` are then not used).
     pub ntlm_program: Option<String>,
+    /// The auth ports ask for Negotiate through this `auth_param negotiate program` value
+    /// (e.g. `negotiate_kerberos_auth -s HTTP/localhost@REALM -k KEYTAB`; `users` are then
+    /// not used). The helper runs as squid's user: its files must be readable by it.
+    pub negotiate_program: Option<String>,
+    /// Extra environment of squid and so of its helpers (`KRB5_CONFIG`, `KRB5RCACHEDIR`).
+    pub env: Vec<(String, String)>,
 }
 
 /// TLS inspection for [`Squid::start_with_bump`].
@@ -334,7 +340,11 @@ impl Squid {
             Some(bump) => Some(prepare_bump(&dir, bump, owner)?),
             None => None,
         };
-        let auth = if let Some(program) = &mode.ntlm_program {
+        let auth = if let Some(program) = mode
+            .ntlm_program
+            .as_ref()
+            .or(mode.negotiate_program.as_ref())
+        {
             Some((PathBuf::from(program), PathBuf::new()))
         } else if opts.users.is_empty() {
             None
@@ -403,6 +413,7 @@ impl Squid {
                 .arg("-f")
                 .arg(&conf_path)
                 .current_dir(&dir)
+                .envs(mode.env.iter().map(|(k, v)| (k, v)))
                 .stdout(stderr.try_clone()?)
                 .stderr(stderr);
             let mut process = ManagedChild::spawn(&mut command, "squid")?;
@@ -649,7 +660,13 @@ fn config(
         bump_config(&mut line, port, files);
     }
 
-    if let (Some(program), Some(_)) = (&mode.ntlm_program, auth) {
+    if let (Some(program), Some(_)) = (&mode.negotiate_program, auth) {
+        line(format!("auth_param negotiate program {program}"));
+        line("auth_param negotiate children 4".into());
+        line("auth_param negotiate keep_alive on".into());
+        line("acl dtun_auth_ports myportname plain_auth tls_auth".into());
+        line("acl dtun_authed proxy_auth REQUIRED".into());
+    } else if let (Some(program), Some(_)) = (&mode.ntlm_program, auth) {
         line(format!("auth_param ntlm program {program}"));
         line("auth_param ntlm children 4".into());
         line("auth_param ntlm keep_alive on".into());

@@ -110,7 +110,10 @@ impl Scheme {
 
     /// Whether this build can answer the scheme.
     pub fn available(self) -> bool {
-        matches!(self, Scheme::Basic | Scheme::Digest | Scheme::Ntlm)
+        match self {
+            Scheme::Basic | Scheme::Digest | Scheme::Ntlm => true,
+            Scheme::Negotiate => cfg!(feature = "gssapi"),
+        }
     }
 
     /// The scheme a `proxy_auth` value names (`any`: none).
@@ -277,6 +280,12 @@ pub enum Failure {
     },
     /// [`MAX_ROUNDS`] CONNECTs were sent.
     TooManyRounds,
+    /// Negotiate (Kerberos) failed: the negotiate module's message, which ends with its hint
+    /// (`...; hint: ...`). It never holds a token.
+    Negotiate {
+        /// The whole message.
+        message: String,
+    },
 }
 
 /// What to do after a 407.
@@ -294,6 +303,16 @@ pub struct Credentials<'a> {
     pub user: &'a str,
     /// `proxy_password`.
     pub password: &'a Secret,
+}
+
+/// Where Negotiate's Kerberos credentials come from, and the service's host.
+#[derive(Debug, Clone, Default)]
+pub struct NegotiateSetup {
+    /// `http_proxy.proxy_host`: the service is `HTTP@<host>`.
+    pub host: String,
+    /// `http_proxy.proxy_keytab` with `proxy_user` as the client principal; `None`: the
+    /// process's credential cache.
+    pub keytab: Option<(String, std::path::PathBuf)>,
 }
 
 /// The authentication of one open: fed each 407's challenges, it answers the next
@@ -320,6 +339,12 @@ pub struct Exchange<'a> {
     bound: bool,
     /// Every `Proxy-Authorization` value sent, to redact from messages.
     sent_values: Vec<Secret>,
+    /// Negotiate's service and credentials.
+    negotiate: NegotiateSetup,
+    /// The Negotiate context of this open, once its first token was made (in a mutex only
+    /// to be `Sync`: GSSAPI contexts are `Send`, not `Sync`).
+    #[cfg(feature = "gssapi")]
+    negotiate_client: Option<std::sync::Mutex<super::negotiate::NegotiateClient>>,
 }
 
 impl fmt::Debug for Exchange<'_> {
@@ -352,7 +377,17 @@ impl<'a> Exchange<'a> {
             ntlm_authenticated: false,
             bound: false,
             sent_values: Vec::new(),
+            negotiate: NegotiateSetup::default(),
+            #[cfg(feature = "gssapi")]
+            negotiate_client: None,
         }
+    }
+
+    /// Negotiate's service host and credentials (without it the service host is empty and
+    /// Negotiate fails with the negotiate module's message).
+    pub fn with_negotiate(mut self, setup: NegotiateSetup) -> Exchange<'a> {
+        self.negotiate = setup;
+        self
     }
 
     /// The `Proxy-Authorization` of the first CONNECT: Basic under `proxy_auth: basic`,
@@ -485,12 +520,14 @@ impl<'a> Exchange<'a> {
     fn decide(&mut self, challenges: &[Challenge]) -> Decision {
         self.bound = false;
         let offers = |s: Scheme| challenges.iter().any(|c| c.kind() == Some(s));
-        let Some(credentials) = self.credentials.as_ref().filter(|_| self.mode.is_some()) else {
-            let answerable =
-                offers(Scheme::Basic) || offers(Scheme::Digest) || offers(Scheme::Ntlm);
+        let answerable = offers(Scheme::Basic) || offers(Scheme::Digest) || offers(Scheme::Ntlm);
+        // Negotiate needs no user or password (the ticket is in the credential cache).
+        let negotiates = Scheme::Negotiate.available()
+            && matches!(self.mode, Some(ProxyAuth::Negotiate | ProxyAuth::Any));
+        let has_credentials = self.mode.is_some() && self.credentials.is_some();
+        if !has_credentials && !negotiates {
             return Decision::Fail(Failure::NoCredentials { answerable });
-        };
-        let (user, password) = (credentials.user, credentials.password);
+        }
         if self.rounds >= MAX_ROUNDS {
             return Decision::Fail(Failure::TooManyRounds);
         }
@@ -506,8 +543,14 @@ impl<'a> Exchange<'a> {
                     Scheme::Ntlm,
                     Scheme::Basic,
                 ];
-                match order.into_iter().find(|&s| s.available() && offers(s)) {
+                let usable = |s: Scheme| {
+                    s.available() && offers(s) && (has_credentials || s == Scheme::Negotiate)
+                };
+                match order.into_iter().find(|&s| usable(s)) {
                     Some(s) => s,
+                    None if !has_credentials => {
+                        return Decision::Fail(Failure::NoCredentials { answerable })
+                    }
                     None => return Decision::Fail(Failure::Unsupported),
                 }
             }
@@ -518,6 +561,13 @@ impl<'a> Exchange<'a> {
                 sent: self.sent,
             });
         }
+        if scheme == Scheme::Negotiate {
+            return self.answer_negotiate(challenges);
+        }
+        let Some(credentials) = self.credentials.as_ref().filter(|_| has_credentials) else {
+            return Decision::Fail(Failure::NoCredentials { answerable });
+        };
+        let (user, password) = (credentials.user, credentials.password);
         match scheme {
             Scheme::Basic if self.sent.is_some() => Decision::Fail(Failure::Rejected(scheme)),
             Scheme::Basic => Decision::Retry(self.send_basic(user, password)),
@@ -525,6 +575,118 @@ impl<'a> Exchange<'a> {
             Scheme::Ntlm => self.answer_ntlm(challenges, user, password),
             Scheme::Negotiate => Decision::Fail(Failure::Unsupported),
         }
+    }
+
+    #[cfg(not(feature = "gssapi"))]
+    fn answer_negotiate(&mut self, _challenges: &[Challenge]) -> Decision {
+        Decision::Fail(Failure::Unsupported)
+    }
+
+    /// Negotiate: the first token after the proxy's first 407; then each 407's
+    /// `Negotiate <token>` fed to the context (on the same connection), its answer sent.
+    #[cfg(feature = "gssapi")]
+    fn answer_negotiate(&mut self, challenges: &[Challenge]) -> Decision {
+        use super::negotiate::{Credentials as Krb, NegotiateClient, NegotiateError, Step};
+        let fail = |e: NegotiateError| {
+            Decision::Fail(Failure::Negotiate {
+                message: e.message().to_owned(),
+            })
+        };
+        let continuing = self.negotiate_client.is_some();
+        let client = match self.negotiate_client.as_mut() {
+            Some(client) => client,
+            None => {
+                let credentials = match &self.negotiate.keytab {
+                    Some((principal, keytab)) => Krb::Keytab {
+                        principal: principal.clone(),
+                        keytab: keytab.clone(),
+                    },
+                    None => Krb::Default,
+                };
+                match NegotiateClient::new(&self.negotiate.host, &credentials) {
+                    Ok(client) => self.negotiate_client.insert(std::sync::Mutex::new(client)),
+                    Err(e) => return fail(e),
+                }
+            }
+        };
+        let client = client
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let step = if continuing {
+            // The proxy's next token rides in its Negotiate challenge; a bare `Negotiate`
+            // after our token is a refusal.
+            let Some(token) = challenges
+                .iter()
+                .filter(|c| c.kind() == Some(Scheme::Negotiate))
+                .find_map(|c| c.token68.as_deref())
+            else {
+                return fail(client.rejected());
+            };
+            let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(token) else {
+                return Decision::Fail(Failure::BadChallenge {
+                    scheme: Scheme::Negotiate,
+                    why: "the proxy's Negotiate token is not base64".into(),
+                });
+            };
+            client.step(Some(&bytes))
+        } else {
+            client.step(None)
+        };
+        let token = match step {
+            Ok(Step::Send(token)) => token,
+            Ok(Step::Done) => return fail(client.rejected()),
+            Err(e) => return fail(e),
+        };
+        let encoded =
+            Secret::from(base64::engine::general_purpose::STANDARD.encode(token.expose()));
+        let mut value = Vec::with_capacity(encoded.expose().len() + 10);
+        value.extend_from_slice(b"Negotiate ");
+        value.extend_from_slice(encoded.expose());
+        self.sent_values.push(encoded);
+        self.sent = Some(Scheme::Negotiate);
+        // A continuation token answers this connection's context; the first one may go on
+        // a new connection.
+        self.bound = continuing;
+        Decision::Retry(Secret::new(value))
+    }
+
+    /// On the proxy's 2xx, with its `Proxy-Authenticate` challenges: after Negotiate, the
+    /// final token (when the proxy sent one) must prove the proxy is the service asked for
+    /// (mutual authentication). `Ok(Some(verified))` after Negotiate, `Ok(None)` otherwise.
+    pub fn on_tunnel(&mut self, challenges: &[Challenge]) -> Result<Option<bool>, Failure> {
+        #[cfg(feature = "gssapi")]
+        if self.sent == Some(Scheme::Negotiate) {
+            if let Some(client) = self.negotiate_client.as_mut() {
+                let client = client
+                    .get_mut()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let token = challenges
+                    .iter()
+                    .filter(|c| c.kind() == Some(Scheme::Negotiate))
+                    .find_map(|c| c.token68.as_deref());
+                let bytes = match token
+                    .map(|t| base64::engine::general_purpose::STANDARD.decode(t))
+                    .transpose()
+                {
+                    Ok(bytes) => bytes,
+                    Err(_) => {
+                        return Err(Failure::BadChallenge {
+                            scheme: Scheme::Negotiate,
+                            why: "the final Negotiate token of the proxy's 2xx is not base64"
+                                .into(),
+                        })
+                    }
+                };
+                return match client.finish(bytes.as_deref()) {
+                    Ok(mutual) => Ok(Some(mutual == super::negotiate::MutualAuth::Verified)),
+                    Err(e) => Err(Failure::Negotiate {
+                        message: e.message().to_owned(),
+                    }),
+                };
+            }
+        }
+        let _ = challenges;
+        Ok(None)
     }
 
     fn answer_digest(
@@ -617,6 +779,7 @@ impl Failure {
             Failure::TooManyRounds => format!(
                 "no tunnel after {MAX_ROUNDS} CONNECTs; the proxy offers: {offered}"
             ),
+            Failure::Negotiate { message } => message.clone(),
         }
     }
 
@@ -628,7 +791,8 @@ impl Failure {
                 if offered.contains("Digest") && !offered.contains("Basic") { ", and http_proxy.proxy_auth: digest (or any)" } else { "" }
             ),
             Failure::NoCredentials { answerable: false } | Failure::Unsupported => format!(
-                "the proxy asks for {offered}, which this build cannot answer (it speaks Basic, Digest and NTLM): ask for an account with one of those, or an exception for this host"
+                "the proxy asks for {offered}, which this build cannot answer (it speaks Basic, Digest{}): ask for an account with one of those, or an exception for this host",
+                if Scheme::Negotiate.available() { ", NTLM and Negotiate" } else { " and NTLM; Negotiate needs the `gssapi` feature" }
             ),
             Failure::Rejected(_) => format!(
                 "the proxy rejected the credentials (it asks for {offered}): check http_proxy.proxy_user and http_proxy.proxy_password{}",
@@ -639,6 +803,10 @@ impl Failure {
             ),
             Failure::BadChallenge { .. } => "the proxy's challenge cannot be answered: see the message, and its administrator".into(),
             Failure::TooManyRounds => "the proxy kept asking for credentials: check http_proxy.proxy_user and http_proxy.proxy_password, and http_proxy.proxy_auth".into(),
+            Failure::Negotiate { message } => match message.rsplit_once("; hint: ") {
+                Some((_, hint)) => hint.to_owned(),
+                None => "see the message: the Kerberos ticket (kinit, KRB5CCNAME) or http_proxy.proxy_keytab".into(),
+            },
         }
     }
 }

@@ -173,20 +173,111 @@ fn any_picks_the_strongest_answerable_and_basic_only_when_asked() {
     assert!(text(&v).starts_with("Digest "));
     let mut x = exchange(Some(ProxyAuth::Any), &password);
     x.first();
-    let Decision::Retry(v) = x.on_challenge(&parse(&["Negotiate", "Basic realm=x"])) else {
+    let Decision::Retry(v) = x.on_challenge(&parse(&["Bearer", "Basic realm=x"])) else {
         panic!()
     };
     assert!(text(&v).starts_with("Basic "));
     assert!(matches!(
-        x.on_challenge(&parse(&["Negotiate", "Basic realm=x"])),
+        x.on_challenge(&parse(&["Bearer", "Basic realm=x"])),
         Decision::Fail(Failure::Rejected(Scheme::Basic))
     ));
+    let mut x = exchange(Some(ProxyAuth::Any), &password);
+    x.first();
+    assert!(matches!(
+        x.on_challenge(&parse(&["Bearer realm=x"])),
+        Decision::Fail(Failure::Unsupported)
+    ));
+}
+
+#[cfg(not(feature = "gssapi"))]
+#[test]
+fn without_gssapi_negotiate_is_never_chosen() {
+    let password = pw();
+    assert!(!Scheme::Negotiate.available());
+    let mut x = exchange(Some(ProxyAuth::Any), &password);
+    x.first();
+    let Decision::Retry(v) = x.on_challenge(&parse(&["Negotiate", "Basic realm=x"])) else {
+        panic!()
+    };
+    assert!(text(&v).starts_with("Basic "));
     let mut x = exchange(Some(ProxyAuth::Any), &password);
     x.first();
     assert!(matches!(
         x.on_challenge(&parse(&["Negotiate", "Bearer realm=x"])),
         Decision::Fail(Failure::Unsupported)
     ));
+    let hint = Failure::Unsupported.hint("Negotiate");
+    assert!(hint.contains("gssapi"), "{hint}");
+}
+
+/// With the feature, `any` answers Negotiate first, with or without a user. Whether the
+/// host has a ticket is not ours to know here: either a token goes out, or the negotiate
+/// module's error (with its hint) ends the exchange; nothing else.
+#[cfg(feature = "gssapi")]
+#[test]
+fn with_gssapi_any_prefers_negotiate_and_needs_no_user() {
+    let password = pw();
+    let setup = || NegotiateSetup {
+        host: "proxy.example".into(),
+        keytab: None,
+    };
+    let with_user = exchange(Some(ProxyAuth::Any), &password).with_negotiate(setup());
+    let without_user = Exchange::new(Some(ProxyAuth::Any), None, "c:1").with_negotiate(setup());
+    let negotiate_only =
+        Exchange::new(Some(ProxyAuth::Negotiate), None, "c:1").with_negotiate(setup());
+    for mut x in [with_user, without_user, negotiate_only] {
+        assert!(x.first().is_none(), "nothing before the challenge");
+        match x.on_challenge(&parse(&["Basic realm=x", DIGEST, "NTLM", "Negotiate"])) {
+            Decision::Retry(v) => {
+                assert!(text(&v).starts_with("Negotiate "));
+                assert_eq!(x.scheme(), Some(Scheme::Negotiate));
+                assert!(
+                    !x.needs_same_connection(),
+                    "the first token may go anywhere"
+                );
+                // A bare Negotiate after our token: refused, no second try.
+                match x.on_challenge(&parse(&["Negotiate"])) {
+                    Decision::Fail(Failure::Negotiate { message }) => {
+                        assert!(message.contains("rejected"), "{message}")
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            Decision::Fail(f @ Failure::Negotiate { .. }) => {
+                let Failure::Negotiate { message } = &f else {
+                    unreachable!()
+                };
+                assert!(message.contains("HTTP@proxy.example"), "{message}");
+                assert!(message.contains("; hint: "), "{message}");
+                assert!(!f.hint("").is_empty());
+                assert_eq!(f.describe("Negotiate"), *message);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Other schemes still need credentials.
+    let mut x = Exchange::new(Some(ProxyAuth::Any), None, "c:1").with_negotiate(setup());
+    x.first();
+    assert!(matches!(
+        x.on_challenge(&parse(&[DIGEST])),
+        Decision::Fail(Failure::NoCredentials { answerable: true })
+    ));
+}
+
+#[test]
+fn the_negotiate_failure_hint_is_the_modules_hint() {
+    let f = Failure::Negotiate {
+        message: "Negotiate (Kerberos) to HTTP@p: no ticket; hint: run kinit".into(),
+    };
+    assert_eq!(f.hint("Negotiate"), "run kinit");
+    assert!(f
+        .describe("Negotiate")
+        .contains("no ticket; hint: run kinit"));
+    // After a 2xx without Negotiate, nothing to check.
+    let password = pw();
+    let mut x = exchange(Some(ProxyAuth::Basic), &password);
+    x.first();
+    assert_eq!(x.on_tunnel(&parse(&["Negotiate abcd"])), Ok(None));
 }
 
 #[test]
