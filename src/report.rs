@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use crate::error::{CertProblem, Error, ErrorKind, Stage, Status};
 use crate::plan::Plan;
-use crate::tunnel::{PresentedCert, Progress, TlsInfo};
+use crate::tls::{PresentedCert, TlsInfo};
+use crate::tunnel::Progress;
 
 /// The report of one open attempt.
 #[derive(Debug, Clone, Default)]

@@ -8,6 +8,7 @@
 //! Verification off is an explicit verifier that accepts any certificate but still checks
 //! the handshake signatures, so the session keys are at least bound to the presented key.
 
+use std::cell::Cell;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,6 +24,73 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::config::{CaFile, Host};
 use crate::error::{CertDetail, CertProblem, Error, ErrorKind, Result, Stage};
+
+/// What one TLS hop negotiated, and the certificate it was shown.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    /// `TLSv1.3` or `TLSv1.2`.
+    pub version: String,
+    /// The cipher suite, as IANA names it (`TLS13_AES_256_GCM_SHA384`).
+    pub cipher_suite: String,
+    /// The peer's certificate.
+    pub cert: PresentedCert,
+    /// Whether TLS session resumption was used (a reconnect without a full handshake).
+    pub resumed: bool,
+}
+
+/// The end-entity certificate a TLS peer presented.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PresentedCert {
+    /// Its subject (`CN=collector.example`).
+    pub subject: String,
+    /// Its issuer (`CN=Example CA, O=Example`): a TLS-inspecting proxy's CA, when one
+    /// re-signed it.
+    pub issuer: String,
+    /// Its DNS and IP names.
+    pub names: Vec<String>,
+    /// Its expiry, `YYYY-MM-DD HH:MM:SS UTC`.
+    pub not_after: String,
+}
+
+/// Where one handshake's verifier notes the end-entity certificate it was shown. rustls
+/// drops the certificate when it rejects it, and a verifier is shared by every open of a
+/// config, so the note goes to the slot of the handshake being polled (see [`capturing`]).
+#[derive(Debug, Default)]
+pub struct PresentedSlot(Mutex<Option<CertificateDer<'static>>>);
+
+impl PresentedSlot {
+    /// The certificate noted, if any.
+    pub fn take(&self) -> Option<CertificateDer<'static>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+thread_local! {
+    /// The slot of the handshake this thread is polling now, or NULL.
+    static CAPTURING: Cell<*const PresentedSlot> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs `poll` (one poll of a handshake) with `slot` as this thread's capture: the verifier
+/// runs synchronously inside it, on this thread. Restores the previous capture on return.
+pub fn capturing<R>(slot: &PresentedSlot, poll: impl FnOnce() -> R) -> R {
+    struct Restore(*const PresentedSlot);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CAPTURING.set(self.0);
+        }
+    }
+    let _restore = Restore(CAPTURING.replace(slot));
+    poll()
+}
+
+/// Notes the certificate a peer presents into the capture of the handshake being polled;
+/// outside [`capturing`], nothing.
+fn note_presented(cert: &CertificateDer<'_>) {
+    // SAFETY: CAPTURING is non-NULL only inside `capturing`, whose `slot` outlives the call.
+    if let Some(slot) = unsafe { CAPTURING.get().as_ref() } {
+        *slot.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(cert.clone().into_owned());
+    }
+}
 
 /// The verifier over the system's trust store, once a read of the store found certificates.
 static SYSTEM_VERIFIER: Mutex<Option<Arc<WebPkiServerVerifier>>> = Mutex::new(None);
@@ -243,7 +311,7 @@ impl ServerCertVerifier for Verifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        crate::tunnel::note_presented(end_entity);
+        note_presented(end_entity);
         let verifier = match &self.trust {
             Trust::Roots(verifier) => Arc::clone(verifier),
             Trust::SystemStore => system_verifier().map_err(|empty| {
@@ -376,7 +444,7 @@ pub fn server_name(host: &Host) -> Result<ServerName<'static>> {
 
 /// What a finished handshake negotiated, and the peer certificate's subject, names and
 /// expiry (read for reports; the certificate was already verified, or verification is off).
-pub fn session_info(conn: &rustls::ClientConnection) -> crate::tunnel::TlsInfo {
+pub fn session_info(conn: &rustls::ClientConnection) -> TlsInfo {
     let version = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_owned(),
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),
@@ -388,7 +456,7 @@ pub fn session_info(conn: &rustls::ClientConnection) -> crate::tunnel::TlsInfo {
         .and_then(|s| s.suite().as_str())
         .unwrap_or_default()
         .to_owned();
-    let mut info = crate::tunnel::TlsInfo {
+    let mut info = TlsInfo {
         version,
         cipher_suite,
         resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
@@ -402,8 +470,8 @@ pub fn session_info(conn: &rustls::ClientConnection) -> crate::tunnel::TlsInfo {
 
 /// What a certificate says of itself: subject, issuer, DNS and IP names, expiry (empty
 /// fields for a certificate that does not parse).
-pub fn presented_cert(der: &CertificateDer<'_>) -> crate::tunnel::PresentedCert {
-    let mut presented = crate::tunnel::PresentedCert::default();
+pub fn presented_cert(der: &CertificateDer<'_>) -> PresentedCert {
+    let mut presented = PresentedCert::default();
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
         return presented;
     };
@@ -443,7 +511,7 @@ pub fn handshake_error(
     stage: Stage,
     peer: &str,
     err: &io::Error,
-    presented: Option<&crate::tunnel::PresentedCert>,
+    presented: Option<&PresentedCert>,
 ) -> Error {
     let side = if stage == Stage::ProxyTls {
         "proxy"
@@ -586,7 +654,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        crate::tunnel::note_presented(end_entity);
+        note_presented(end_entity);
         Ok(ServerCertVerified::assertion())
     }
 

@@ -3,14 +3,13 @@
 //! around the whole of it; [`Progress`] records which stage was running and how long each
 //! took, so a timeout says what it was waiting for.
 
-use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -66,45 +65,7 @@ pub struct Progress {
     stage_started: Instant,
 }
 
-/// What one TLS hop negotiated, and the certificate it was shown.
-#[derive(Debug, Clone, Default)]
-pub struct TlsInfo {
-    /// `TLSv1.3` or `TLSv1.2`.
-    pub version: String,
-    /// The cipher suite, as IANA names it (`TLS13_AES_256_GCM_SHA384`).
-    pub cipher_suite: String,
-    /// The peer's certificate.
-    pub cert: PresentedCert,
-    /// Whether TLS session resumption was used (a reconnect without a full handshake).
-    pub resumed: bool,
-}
-
-/// The end-entity certificate a TLS peer presented.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PresentedCert {
-    /// Its subject (`CN=collector.example`).
-    pub subject: String,
-    /// Its issuer (`CN=Example CA, O=Example`): a TLS-inspecting proxy's CA, when one
-    /// re-signed it.
-    pub issuer: String,
-    /// Its DNS and IP names.
-    pub names: Vec<String>,
-    /// Its expiry, `YYYY-MM-DD HH:MM:SS UTC`.
-    pub not_after: String,
-}
-
-tokio::task_local! {
-    /// The end-entity certificate presented in the handshake this task is running, noted by
-    /// the certificate verifier: rustls drops it when it rejects the certificate, and the
-    /// verifier's config is shared by every open, so the note is kept per handshake.
-    static PRESENTED: RefCell<Option<CertificateDer<'static>>>;
-}
-
-/// Notes the certificate a peer presents, for the handshake being run (see [`PRESENTED`]);
-/// called by the verifiers of [`crate::tls`]. Outside a handshake of [`establish`], nothing.
-pub(crate) fn note_presented(cert: &CertificateDer<'_>) {
-    let _ = PRESENTED.try_with(|slot| *slot.borrow_mut() = Some(cert.clone().into_owned()));
-}
+pub use crate::tls::{PresentedCert, TlsInfo};
 
 impl Progress {
     /// A new record, starting at the resolve stage.
@@ -265,12 +226,13 @@ async fn tls_handshake(
     }
     let connector = TlsConnector::from(hop.config.clone());
     let connecting = connector.connect(hop.name.clone(), stream);
-    let (result, presented) = PRESENTED
-        .scope(RefCell::new(None), async move {
-            let result = connecting.await;
-            (result, PRESENTED.with(|slot| slot.borrow_mut().take()))
-        })
-        .await;
+    // The verifier notes the presented certificate into this handshake's slot (rustls drops
+    // it when it rejects it); the slot is this thread's capture during each poll only.
+    let slot = tls::PresentedSlot::default();
+    let mut connecting = std::pin::pin!(connecting);
+    let result =
+        std::future::poll_fn(|cx| tls::capturing(&slot, || connecting.as_mut().poll(cx))).await;
+    let presented = slot.take();
     match result {
         Ok(tls) => {
             let mut info = tls::session_info(tls.get_ref().1);
