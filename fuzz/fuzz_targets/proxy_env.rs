@@ -24,8 +24,18 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(u) = ProxyUrl::parse("https_proxy", rest) {
         let password = String::from_utf8_lossy(u.password.expose()).into_owned();
-        if password.len() >= 4 && !u.host.to_string().contains(&password) {
-            assert!(!u.shown().contains(&password));
+        // The shown URL's own parts (scheme, the hidden-credentials mark, the host, the port)
+        // may hold the password's text by chance ("40b:http@host" has the password "http"):
+        // cut them out, with a separator no password holds, and look at what is left.
+        let shown = u.shown();
+        let residue = shown
+            .replace("<credentials hidden>", "\0")
+            .replace(&u.host.to_string(), "\0")
+            .replacen("https://", "\0", 1)
+            .replacen("http://", "\0", 1)
+            .replace(&format!(":{}", u.port), "\0");
+        if password.len() >= 4 && !password.contains('\0') {
+            assert!(!residue.contains(&password), "{shown}");
         }
     }
     if let Ok(list) = NoProxy::parse("NO_PROXY", rest) {

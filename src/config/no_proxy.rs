@@ -49,7 +49,9 @@ impl NoProxy {
     /// Parses a list. `source` (a key or a variable name) is named in errors. An entry is
     /// quoted in an error only in part (at most 64 characters): a list carries no secrets.
     pub fn parse(source: &str, text: &str) -> Result<NoProxy, String> {
-        if text.trim() == "*" {
+        // The same blanks as the separators below: a `*` next to another blank (a vertical
+        // tab, say) is an entry of its own, not the whole list.
+        if text.trim_matches(|c: char| c.is_ascii_whitespace()) == "*" {
             return Ok(NoProxy {
                 all: true,
                 entries: Vec::new(),
@@ -140,6 +142,12 @@ fn parse_entry(source: &str, raw: &str) -> Result<Option<Entry>, String> {
     // The dots first, then what the entry is: `.10.0.0.1` is the address 10.0.0.1. A `*`
     // that is not the whole list matches no host name and is skipped (so a normalised list
     // never reads as `*`).
+    if raw.chars().any(char::is_control) {
+        return Err(format!(
+            "{source}: entry {} holds a control character",
+            shown()
+        ));
+    }
     let entry = raw.trim_matches('.');
     if entry.is_empty() || entry == "*" {
         return Ok(None);
@@ -205,6 +213,16 @@ fn ip_matches(host: IpAddr, net: IpAddr, prefix: Option<u8>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fuzz_finds_a_star_beside_a_blank_that_is_not_a_separator_and_control_characters() {
+        // ".*\x0b" normalised to "*\x0b", which read back as the whole-list "*".
+        for text in [".*\x0b", "*\x0b", "a.example\x01"] {
+            let err = NoProxy::parse("NO_PROXY", text).expect_err(text);
+            assert!(err.contains("control character"), "{err}");
+        }
+        assert!(NoProxy::parse("NO_PROXY", " *\t").unwrap().matches_all());
+    }
 
     fn check(host: &str, list: &str) -> bool {
         NoProxy::parse("NO_PROXY", list)
