@@ -383,11 +383,9 @@ fn parse_head(head: &[u8]) -> Result<ReplyHead, ParseError> {
     })
 }
 
-/// The auth schemes in one `Proxy-Authenticate` value, which may list several challenges:
-/// `Basic realm="x", NTLM` gives `Basic` and `NTLM`; parameters (`charset="UTF-8"`) are not
-/// schemes.
-fn challenge_schemes(value: &str) -> Vec<String> {
-    // Split on the commas outside quoted strings (`realm="Acme, Inc."` is one parameter).
+/// Splits a header value on the commas outside quoted strings (`realm="Acme, Inc."` is one
+/// parameter).
+pub(crate) fn split_list(value: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let (mut start, mut quoted, mut escaped) = (0, false, false);
     for (i, c) in value.char_indices() {
@@ -403,6 +401,14 @@ fn challenge_schemes(value: &str) -> Vec<String> {
         }
     }
     parts.push(&value[start..]);
+    parts
+}
+
+/// The auth schemes in one `Proxy-Authenticate` value, which may list several challenges:
+/// `Basic realm="x", NTLM` gives `Basic` and `NTLM`; parameters (`charset="UTF-8"`) are not
+/// schemes.
+fn challenge_schemes(value: &str) -> Vec<String> {
+    let parts = split_list(value);
     // A part starting with a token followed by the end or by whitespace then anything but
     // `=` starts a challenge; a parameter (`a=b`, `a = "b"`) or junk does not.
     parts

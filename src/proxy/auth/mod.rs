@@ -146,7 +146,7 @@ impl fmt::Display for Scheme {
 pub fn parse_challenges(values: &[String]) -> Vec<Challenge> {
     let mut out: Vec<Challenge> = Vec::new();
     for value in values {
-        for part in split_list(value) {
+        for part in crate::proxy::reply::split_list(value) {
             let part = part.trim_matches([' ', '\t']);
             if part.is_empty() {
                 continue;
@@ -198,26 +198,6 @@ pub fn parse_challenges(values: &[String]) -> Vec<Challenge> {
         }
     }
     out
-}
-
-/// Splits a header value on the commas outside quoted strings.
-fn split_list(value: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut quoted, mut escaped) = (0, false, false);
-    for (i, c) in value.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                parts.push(&value[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&value[start..]);
-    parts
 }
 
 /// A parameter's value after its `=`: a token or a quoted string (unescaped).
