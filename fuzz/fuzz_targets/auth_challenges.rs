@@ -43,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
     for length in [
         BodyLength::Chunked,
         BodyLength::Length(data.len() as u64 / 2),
+        BodyLength::UntilClose,
     ] {
         let mut drain = BodyDrain::new(length);
         if let Ok(used) = drain.feed(data) {

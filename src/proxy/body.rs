@@ -46,6 +46,9 @@ enum State {
     ChunkEnd,
     /// Trailer lines, until an empty one.
     Trailer,
+    /// Everything until the connection closes is body ([`BodyLength::UntilClose`]): never
+    /// done by itself, bounded like the others.
+    UntilClose,
     /// The body is over.
     Done,
 }
@@ -67,6 +70,7 @@ impl BodyDrain {
             BodyLength::None | BodyLength::Length(0) => State::Done,
             BodyLength::Length(n) => State::Data(n),
             BodyLength::Chunked => State::SizeLine,
+            BodyLength::UntilClose => State::UntilClose,
         };
         BodyDrain {
             state,
@@ -75,9 +79,16 @@ impl BodyDrain {
         }
     }
 
-    /// Whether the body is over.
+    /// Whether the body is over (never, for a body delimited by the connection's close:
+    /// the caller does not wait for it but closes the connection).
     pub fn is_done(&self) -> bool {
         self.state == State::Done
+    }
+
+    /// Whether the body ends only when the connection closes, so the connection cannot
+    /// carry another request.
+    pub fn until_close(&self) -> bool {
+        self.state == State::UntilClose
     }
 
     /// Feeds bytes; returns how many belonged to the body. Fewer than `data.len()` only when
@@ -92,6 +103,7 @@ impl BodyDrain {
         while used < data.len() && self.state != State::Done {
             let rest = &data[used..];
             let taken = match self.state {
+                State::UntilClose => rest.len(),
                 State::Data(n) | State::Chunk(n) => {
                     let take = usize::try_from(n).unwrap_or(usize::MAX).min(rest.len());
                     let left = n - take as u64;
@@ -201,6 +213,25 @@ mod tests {
                 "{step}"
             );
         }
+    }
+
+    #[test]
+    fn a_body_until_close_never_ends_and_is_bounded() {
+        let mut d = BodyDrain::new(BodyLength::UntilClose);
+        assert!(d.until_close() && !d.is_done());
+        let page = b"<html>HTTP/1.1 200 OK\r\n\r\n";
+        assert_eq!(d.feed(page), Ok(page.len()));
+        assert!(!d.is_done(), "what looks like a reply is still body");
+        let page = vec![b'x'; 64 * 1024];
+        let mut result = Ok(0);
+        for _ in 0..100 {
+            result = d.feed(&page);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(DrainError::TooLarge));
+        assert!(!BodyDrain::new(BodyLength::Length(3)).until_close());
     }
 
     #[test]

@@ -38,16 +38,21 @@ pub struct ReplyHead {
     /// next request goes on the same connection).
     pub body: BodyLength,
     /// Whether the proxy closes the connection after this reply: `Connection: close` or
-    /// `Proxy-Connection: close`, or HTTP/1.0 without `keep-alive`.
+    /// `Proxy-Connection: close`, HTTP/1.0 without `keep-alive`, or a body delimited by the
+    /// close ([`BodyLength::UntilClose`]).
     pub closes: bool,
 }
 
 /// How the body of a (non-2xx) reply to CONNECT is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyLength {
-    /// No `Content-Length` nor chunked `Transfer-Encoding`: no body (as curl reads a reply
-    /// to CONNECT).
+    /// No body: a 2xx (its bytes are the tunnel's), a `1xx`, `204` or `304`.
     None,
+    /// A reply that may have a body (a 407) without `Content-Length` nor chunked
+    /// `Transfer-Encoding`: its body runs until the proxy closes the connection (RFC 9112
+    /// 6.3, rule 8), so the connection cannot carry another request; [`ReplyHead::closes`]
+    /// is set.
+    UntilClose,
     /// `Content-Length: n`.
     Length(u64),
     /// `Transfer-Encoding: chunked`.
@@ -366,11 +371,17 @@ fn parse_head(head: &[u8]) -> Result<ReplyHead, ParseError> {
     if let Some(why) = bad_framing.filter(|_| !(200..=299).contains(&code)) {
         return Err(ParseError::Malformed(why));
     }
-    // RFC 9112 6.3: chunked wins over Content-Length.
+    // RFC 9112 6.3: chunked wins over Content-Length; a reply to CONNECT that is no 2xx
+    // (nor 1xx, 204 or 304) and has neither runs until the connection closes.
+    let bodiless = (100..=299).contains(&code) || code == 204 || code == 304;
     let body = if chunked {
         BodyLength::Chunked
+    } else if let Some(n) = length {
+        BodyLength::Length(n)
+    } else if bodiless {
+        BodyLength::None
     } else {
-        length.map_or(BodyLength::None, BodyLength::Length)
+        BodyLength::UntilClose
     };
     Ok(ReplyHead {
         minor_version,
@@ -379,7 +390,7 @@ fn parse_head(head: &[u8]) -> Result<ReplyHead, ParseError> {
         auth_schemes,
         challenges,
         body,
-        closes: close || (minor_version == 0 && !keep_alive),
+        closes: close || (minor_version == 0 && !keep_alive) || body == BodyLength::UntilClose,
     })
 }
 

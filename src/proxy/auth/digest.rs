@@ -193,6 +193,20 @@ impl DigestChallenge {
         cnonce: &str,
         nc: u32,
     ) -> Secret {
+        self.answer(user, password, uri, cnonce, nc).value
+    }
+
+    /// The whole `Proxy-Authorization` value, with its `response` apart: what a proxy echoing
+    /// either must not get shown (the caller redacts both, without looking for the response in
+    /// the value, where a realm or user name could hold the text `response="` too).
+    pub fn answer(
+        &self,
+        user: &str,
+        password: &Secret,
+        uri: &str,
+        cnonce: &str,
+        nc: u32,
+    ) -> DigestAnswer {
         let response = self.response(user, password, "CONNECT", uri, cnonce, nc);
         let mut v = String::from("Digest ");
         if self.userhash {
@@ -232,8 +246,21 @@ impl DigestChallenge {
         if self.userhash {
             out.extend_from_slice(b", userhash=true");
         }
-        Secret::new(out)
+        DigestAnswer {
+            value: Secret::new(out),
+            response,
+        }
     }
+}
+
+/// A Digest answer: the `Proxy-Authorization` value and, apart, its `response` (both
+/// secrets).
+#[derive(Debug, Clone)]
+pub struct DigestAnswer {
+    /// The whole `Proxy-Authorization` value.
+    pub value: Secret,
+    /// The `response` parameter's value (the hex digest that proves the password).
+    pub response: Secret,
 }
 
 /// A quoted-string, `"` and `\` escaped, control characters dropped (a header value may not

@@ -321,6 +321,9 @@ pub struct Exchange<'a> {
     sent_values: Vec<Secret>,
     /// Negotiate's service and credentials.
     negotiate: NegotiateSetup,
+    /// `any`: why Negotiate, offered, was passed over for another scheme (no token could be
+    /// made).
+    negotiate_skipped: Option<Failure>,
     /// The Negotiate context of this open, once its first token was made (in a mutex only
     /// to be `Sync`: GSSAPI contexts are `Send`, not `Sync`).
     #[cfg(feature = "gssapi")]
@@ -358,6 +361,7 @@ impl<'a> Exchange<'a> {
             bound: false,
             sent_values: Vec::new(),
             negotiate: NegotiateSetup::default(),
+            negotiate_skipped: None,
             #[cfg(feature = "gssapi")]
             negotiate_client: None,
         }
@@ -516,22 +520,53 @@ impl<'a> Exchange<'a> {
             (Some(sent), _) => sent,
             (None, Some(wanted)) => wanted,
             (None, None) => {
-                // `any`: the strongest offered that we can answer (curl's order).
+                // `any`: the strongest offered that we can answer (curl's order). Negotiate
+                // first when this build has it; when no token can be made (no ticket, an
+                // expired one, no KDC), nothing went to the proxy, and the next scheme the
+                // config can answer is used instead, within the same round.
                 let order = [
                     Scheme::Negotiate,
                     Scheme::Digest,
                     Scheme::Ntlm,
                     Scheme::Basic,
                 ];
+                // With a keytab, proxy_user is a Kerberos principal: a password scheme is
+                // answered only when a password is set too.
+                let password_set = self
+                    .credentials
+                    .as_ref()
+                    .is_some_and(|c| !c.password.expose().is_empty());
+                let password_schemes =
+                    has_credentials && (self.negotiate.keytab.is_none() || password_set);
                 let usable = |s: Scheme| {
-                    s.available() && offers(s) && (has_credentials || s == Scheme::Negotiate)
+                    s.available() && offers(s) && (s == Scheme::Negotiate || password_schemes)
                 };
-                match order.into_iter().find(|&s| usable(s)) {
-                    Some(s) => s,
-                    None if !has_credentials => {
+                let mut negotiate_failure = None;
+                let mut chosen = None;
+                for s in order.into_iter().filter(|&s| usable(s)) {
+                    if s == Scheme::Negotiate {
+                        match self.answer_negotiate(challenges) {
+                            Decision::Fail(failure) => {
+                                self.forget_negotiate();
+                                negotiate_failure = Some(failure);
+                                continue;
+                            }
+                            retry => return retry,
+                        }
+                    }
+                    chosen = Some(s);
+                    break;
+                }
+                match (chosen, negotiate_failure) {
+                    (Some(s), failure) => {
+                        self.negotiate_skipped = failure;
+                        s
+                    }
+                    (None, Some(failure)) => return Decision::Fail(failure),
+                    (None, None) if !has_credentials => {
                         return Decision::Fail(Failure::NoCredentials { answerable })
                     }
-                    None => return Decision::Fail(Failure::Unsupported),
+                    (None, None) => return Decision::Fail(Failure::Unsupported),
                 }
             }
         };
@@ -554,6 +589,21 @@ impl<'a> Exchange<'a> {
             Scheme::Digest => self.answer_digest(challenges, user, password),
             Scheme::Ntlm => self.answer_ntlm(challenges, user, password),
             Scheme::Negotiate => Decision::Fail(Failure::Unsupported),
+        }
+    }
+
+    /// Under `any`, why Negotiate was offered but not used (its token could not be made:
+    /// no ticket, say); the message ends with its hint. `None` when it was used, not offered,
+    /// or not compiled in.
+    pub fn negotiate_skipped(&self) -> Option<String> {
+        self.negotiate_skipped.as_ref().map(|f| f.describe(""))
+    }
+
+    /// Drops the Negotiate context of a first token that could not be made.
+    fn forget_negotiate(&mut self) {
+        #[cfg(feature = "gssapi")]
+        {
+            self.negotiate_client = None;
         }
     }
 
@@ -707,24 +757,13 @@ impl<'a> Exchange<'a> {
         self.nc += 1;
         self.last_nonce = Some(challenge.nonce.clone());
         let cnonce = digest::new_cnonce();
-        let value = challenge.authorization(user, password, self.authority, &cnonce, self.nc);
+        let answer = challenge.answer(user, password, self.authority, &cnonce, self.nc);
         self.sent = Some(Scheme::Digest);
-        self.sent_values.push(value.clone());
-        if let Some(at) = find(value.expose(), b"response=\"") {
-            let start = at + 10;
-            let end = value.expose()[start..]
-                .iter()
-                .position(|&b| b == b'"')
-                .map_or(value.expose().len(), |i| start + i);
-            self.sent_values
-                .push(Secret::new(value.expose()[start..end].to_vec()));
-        }
-        Decision::Retry(value)
+        // The whole value and the response alone, as a proxy could echo either.
+        self.sent_values.push(answer.value.clone());
+        self.sent_values.push(answer.response);
+        Decision::Retry(answer.value)
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 impl Failure {

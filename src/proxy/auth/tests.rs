@@ -225,9 +225,21 @@ fn with_gssapi_any_prefers_negotiate_and_needs_no_user() {
     let without_user = Exchange::new(Some(ProxyAuth::Any), None, "c:1").with_negotiate(setup());
     let negotiate_only =
         Exchange::new(Some(ProxyAuth::Negotiate), None, "c:1").with_negotiate(setup());
-    for mut x in [with_user, without_user, negotiate_only] {
+    for (mut x, falls_back) in [
+        (with_user, true),
+        (without_user, false),
+        (negotiate_only, false),
+    ] {
         assert!(x.first().is_none(), "nothing before the challenge");
         match x.on_challenge(&parse(&["Basic realm=x", DIGEST, "NTLM", "Negotiate"])) {
+            // No ticket on this host: `any` with a user answers the next scheme instead.
+            Decision::Retry(v) if falls_back && x.scheme() == Some(Scheme::Digest) => {
+                assert!(text(&v).starts_with("Digest "));
+                let why = x
+                    .negotiate_skipped()
+                    .expect("why Negotiate was passed over");
+                assert!(why.contains("; hint: "), "{why}");
+            }
             Decision::Retry(v) => {
                 assert!(text(&v).starts_with("Negotiate "));
                 assert_eq!(x.scheme(), Some(Scheme::Negotiate));
@@ -261,6 +273,109 @@ fn with_gssapi_any_prefers_negotiate_and_needs_no_user() {
     assert!(matches!(
         x.on_challenge(&parse(&[DIGEST])),
         Decision::Fail(Failure::NoCredentials { answerable: true })
+    ));
+}
+
+/// `any` with a user and a password: when the first Negotiate token cannot be made (here
+/// a proxy host GSSAPI cannot take, refused before any GSSAPI call; on a host without a
+/// ticket the same), nothing went to the proxy and the next strongest offered scheme the
+/// config can answer goes in the same round. Without a user the Negotiate failure (and its
+/// hint) stands; with a keytab (proxy_user a principal) a password scheme needs a password.
+#[cfg(feature = "gssapi")]
+#[test]
+fn with_gssapi_any_falls_back_when_negotiate_has_no_token() {
+    let password = pw();
+    let unusable = || NegotiateSetup {
+        host: "no such host".into(),
+        keytab: None,
+    };
+    for (offered, scheme) in [
+        (
+            &["Negotiate", DIGEST, "NTLM", "Basic realm=x"][..],
+            Scheme::Digest,
+        ),
+        (&["Negotiate", "NTLM", "Basic realm=x"], Scheme::Ntlm),
+        (&["Basic realm=x", "Negotiate"], Scheme::Basic),
+    ] {
+        let mut x = exchange(Some(ProxyAuth::Any), &password).with_negotiate(unusable());
+        x.first();
+        let Decision::Retry(v) = x.on_challenge(&parse(offered)) else {
+            panic!("{offered:?}")
+        };
+        assert!(
+            text(&v).starts_with(&format!("{} ", scheme.name())),
+            "{offered:?}"
+        );
+        assert_eq!(x.scheme(), Some(scheme));
+        assert_eq!(
+            x.rounds(),
+            2,
+            "one round: the fallback answers the same 407"
+        );
+        let why = x.negotiate_skipped().unwrap();
+        assert!(
+            why.contains("no such host") && why.contains("; hint: "),
+            "{why}"
+        );
+        // Nothing of Negotiate was sent, and the fallback goes on as its own scheme.
+        assert!(x
+            .sent_values()
+            .iter()
+            .all(|s| !s.expose().starts_with(b"Negotiate")));
+    }
+    // A wrong Digest password after the fallback: rejected once, no second try.
+    let mut x = exchange(Some(ProxyAuth::Any), &password).with_negotiate(unusable());
+    x.first();
+    let offered = ["Negotiate", DIGEST];
+    assert!(matches!(
+        x.on_challenge(&parse(&offered)),
+        Decision::Retry(_)
+    ));
+    assert!(matches!(
+        x.on_challenge(&parse(&offered)),
+        Decision::Fail(Failure::Rejected(Scheme::Digest))
+    ));
+    // No user: the Negotiate failure itself, with its hint.
+    let mut x = Exchange::new(Some(ProxyAuth::Any), None, "c:1").with_negotiate(unusable());
+    x.first();
+    match x.on_challenge(&parse(&["Negotiate", DIGEST])) {
+        Decision::Fail(Failure::Negotiate { message }) => {
+            assert!(message.contains("; hint: "), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Only Negotiate offered: its failure, not "unsupported".
+    let mut x = exchange(Some(ProxyAuth::Any), &password).with_negotiate(unusable());
+    x.first();
+    assert!(matches!(
+        x.on_challenge(&parse(&["Negotiate"])),
+        Decision::Fail(Failure::Negotiate { .. })
+    ));
+    // `proxy_auth: negotiate` never falls back.
+    let mut x = exchange(Some(ProxyAuth::Negotiate), &password).with_negotiate(unusable());
+    x.first();
+    assert!(matches!(
+        x.on_challenge(&parse(&["Negotiate", DIGEST])),
+        Decision::Fail(Failure::Negotiate { .. })
+    ));
+    // A keytab makes proxy_user a principal: without a password, no Basic with it.
+    let empty = Secret::from(String::new());
+    let mut x = Exchange::new(
+        Some(ProxyAuth::Any),
+        Some(Credentials {
+            user: "agent@R",
+            password: &empty,
+        }),
+        "c:1",
+    )
+    .with_negotiate(NegotiateSetup {
+        keytab: Some(("agent@R".into(), "/nonexistent.keytab".into())),
+        ..unusable()
+    });
+    x.first();
+    assert!(matches!(
+        x.on_challenge(&parse(&["Negotiate", "Basic realm=x"])),
+        Decision::Fail(Failure::Negotiate { .. })
     ));
 }
 
@@ -363,6 +478,68 @@ fn sent_values_hold_what_could_be_echoed() {
         .sent_values()
         .iter()
         .any(|s| s.expose() == response.as_bytes()));
+}
+
+/// The Digest response is redacted from what was sent even when the realm, the nonce or the
+/// user name hold the text `response="` (quoted: the realm's closing quote follows it).
+#[test]
+fn the_digest_response_is_known_whatever_the_other_parameters_hold() {
+    let password = pw();
+    for (user, challenge) in [
+        (
+            "agent",
+            r#"Digest realm="response=", nonce="n1", qop="auth""#,
+        ),
+        (
+            "agent",
+            r#"Digest realm="x", nonce="response=", qop="auth""#,
+        ),
+        ("response=", r#"Digest realm="r", nonce="n1", qop="auth""#),
+        (
+            "a\"response=\"b",
+            r#"Digest realm="r\"response=\"", nonce="n", qop="auth""#,
+        ),
+        (
+            "agent",
+            r#"Digest realm="response=", nonce="n", userhash=true, algorithm=SHA-256"#,
+        ),
+    ] {
+        let mut x = Exchange::new(
+            Some(ProxyAuth::Digest),
+            Some(Credentials {
+                user,
+                password: &password,
+            }),
+            "c.example:6443",
+        );
+        x.first();
+        let Decision::Retry(v) = x.on_challenge(&parse(&[challenge])) else {
+            panic!("{challenge}")
+        };
+        let v = text(&v);
+        // The real response: the last `response="` of the value, which we write after
+        // every parameter that could hold the text.
+        let response = v
+            .rsplit("response=\"")
+            .next()
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(response.len() >= 32, "{v}");
+        assert!(response.bytes().all(|b| b.is_ascii_hexdigit()), "{v}");
+        assert!(
+            x.sent_values()
+                .iter()
+                .any(|s| s.expose() == response.as_bytes()),
+            "{user} {challenge}: the response is not among the values to redact"
+        );
+        // Nothing shorter than the response is redacted by mistake (a realm's text).
+        assert!(
+            x.sent_values().iter().all(|s| s.expose().len() >= 32),
+            "{v}"
+        );
+    }
 }
 
 proptest! {

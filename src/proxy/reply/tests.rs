@@ -247,11 +247,33 @@ fn framing_and_connection_of_a_407() {
     );
     assert_eq!(h.body, BodyLength::Chunked);
     assert!(h.closes);
-    let (h, _) = parse_ok(b"HTTP/1.0 407 x\r\nConnection: Keep-Alive\r\n\r\n");
+    let (h, _) = parse_ok(b"HTTP/1.0 407 x\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n");
     assert!(!h.closes);
-    assert_eq!(h.body, BodyLength::None);
-    let (h, _) = parse_ok(b"HTTP/1.0 407 x\r\n\r\n");
+    assert_eq!(h.body, BodyLength::Length(0));
+    let (h, _) = parse_ok(b"HTTP/1.0 407 x\r\nContent-Length: 0\r\n\r\n");
     assert!(h.closes);
+    // Neither Content-Length nor chunked (RFC 9112 6.3): the body runs until the close, so
+    // the connection is not kept, keep-alive or not.
+    for input in [
+        &b"HTTP/1.1 407 x\r\n\r\n"[..],
+        b"HTTP/1.1 407 x\r\nConnection: keep-alive\r\n\r\n<html>",
+        b"HTTP/1.0 407 x\r\nConnection: Keep-Alive\r\n\r\n",
+        b"HTTP/1.1 401 x\r\nProxy-Connection: keep-alive\r\n\r\n",
+    ] {
+        let (h, _) = parse_ok(input);
+        assert_eq!(h.body, BodyLength::UntilClose, "{input:?}");
+        assert!(h.closes, "{input:?}");
+    }
+    // Statuses without a body stay bodiless (a 2xx's bytes are the tunnel's).
+    for input in [
+        &b"HTTP/1.1 200 OK\r\n\r\n"[..],
+        b"HTTP/1.1 204 x\r\n\r\n",
+        b"HTTP/1.1 304 x\r\n\r\n",
+    ] {
+        let (h, _) = parse_ok(input);
+        assert_eq!(h.body, BodyLength::None, "{input:?}");
+        assert!(!h.closes, "{input:?}");
+    }
     for bad in [
         &b"HTTP/1.1 407 x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"[..],
         b"HTTP/1.1 407 x\r\nContent-Length: -1\r\n\r\n",
@@ -334,7 +356,12 @@ fn proxy_auth_required_without_challenge_and_other_auth_headers() {
           X-Proxy-Authenticate: NTLM\r\n\
           \r\n",
     );
-    assert_eq!(h, head(1, 407, "Proxy Authentication Required", &[]));
+    let want = ReplyHead {
+        body: BodyLength::UntilClose,
+        closes: true,
+        ..head(1, 407, "Proxy Authentication Required", &[])
+    };
+    assert_eq!(h, want);
     assert_eq!(h.outcome(), Outcome::AuthRequired);
 }
 
@@ -397,6 +424,8 @@ fn several_interim_replies_with_headers_are_skipped() {
     let (h, rest) = parse_ok(input);
     let want = ReplyHead {
         challenges: vec!["Basic realm=\"x\"".into()],
+        body: BodyLength::UntilClose,
+        closes: true,
         ..head(1, 407, "Proxy Authentication Required", &["Basic"])
     };
     assert_eq!(h, want);
