@@ -10,6 +10,7 @@
 pub mod apache;
 pub mod collector;
 pub mod digest;
+pub mod gate;
 pub mod kdc;
 pub mod ntlm;
 pub mod pki;

@@ -4,8 +4,8 @@
 //! or serves until told to stop.
 //!
 //! ```text
-//! dtun-testenv run   --dir DIR [--verbose] [--real-proxies] -- COMMAND [ARGS...]
-//! dtun-testenv serve --dir DIR [--verbose] [--real-proxies]
+//! dtun-testenv run   --dir DIR [--verbose] [--real-proxies] [--negotiate] -- COMMAND [ARGS...]
+//! dtun-testenv serve --dir DIR [--verbose] [--real-proxies] [--negotiate]
 //! ```
 //!
 //! `run` exports `DTUN_TESTENV_DIR` (the absolute DIR) and every `env.txt` entry as
@@ -24,9 +24,32 @@
 //! `--real-proxies` also starts one real squid (`squid-openssl`: plain and TLS ports, each also
 //! with Basic auth, CONNECT allowed to every collector port and refused with a real 403 to a
 //! dedicated extra TLS echo collector) and tinyproxy twice (without and with Basic auth), and
-//! writes the `squid_*.yaml` and `tinyproxy_*.yaml` scenarios. Without squid or tinyproxy
-//! installed it exits 1 at once, loudly. Their configuration and logs live in `DIR/squid`,
-//! `DIR/tinyproxy` and `DIR/tinyproxy-auth`.
+//! writes the `squid_*.yaml` and `tinyproxy_*.yaml` scenarios. It also starts a second squid
+//! whose auth ports ask for NTLM, checked for real by testenv's pyspnego helper (the
+//! virtualenv of `dtun_testenv::ntlm`, `DTUN_NTLM_VENV`), for the `squid_ntlm_*.yaml`
+//! scenarios. Without squid, tinyproxy or the NTLM virtualenv it exits 1 at once, loudly.
+//! Their configuration and logs live in `DIR/squid`, `DIR/squid-ntlm`, `DIR/tinyproxy` and
+//! `DIR/tinyproxy-auth`.
+//!
+//! `--negotiate` starts a real MIT KDC on loopback (`dtun_testenv::kdc`: a realm, a user
+//! with a ticket in a credential cache, a client keytab, the service `HTTP/localhost`) and a
+//! squid whose auth ports ask for Negotiate (`negotiate_kerberos_auth`), and writes the
+//! `negotiate_*.yaml` scenarios. The command runs with the KDC's environment (`KRB5_CONFIG`,
+//! `KRB5CCNAME` naming the cache with the user's ticket, ...): a host after `kinit`. The
+//! scenarios named `*_no_ticket.yaml` are meant to be opened with
+//! `KRB5CCNAME=$DTUN_TESTENV_KRB5_EMPTY_CCNAME` (a cache that holds nothing), those named
+//! `*_keytab.yaml` with `KRB5CCNAME=$DTUN_TESTENV_KRB5_KEYTAB_CCNAME` (a cache of their own
+//! for the tickets got with the client keytab); their first lines say so. Without the KDC
+//! programs, squid or its helper it exits 1 at once. Its files live in `DIR/krb` and
+//! `DIR/squid-negotiate`.
+//!
+//! Always: `restart_proxy.yaml` goes through a proxy that can be stopped and started again on
+//! the same port (a gate in front of the TLS proxy with Basic auth, `dtun_testenv::gate`).
+//! Write `close` or `open` (one per line) to the FIFO `DIR/restart_proxy.ctl`
+//! (`$DTUN_TESTENV_RESTART_PROXY_CONTROL`); once the port refuses, or accepts, connections
+//! again, `DIR/restart_proxy.state` (`$DTUN_TESTENV_RESTART_PROXY_STATE`) reads
+//! `N closed` or `N open`, N counting the commands done (it starts as `0 open`); a command
+//! that failed reads `N error: WHY`.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -37,10 +60,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dtun_testenv::collector::{EchoServer, FramedCollector};
+use dtun_testenv::gate::Gate;
+use dtun_testenv::kdc::{self, Kdc};
+use dtun_testenv::ntlm::{write_user_file, NtlmHelper};
 use dtun_testenv::pki::{CertKind, Issued, Pki};
 use dtun_testenv::ports::free_port;
 use dtun_testenv::proxy::{Fault, ProxyOptions, TestProxy};
-use dtun_testenv::squid::{squid_available, Squid, SquidOptions};
+use dtun_testenv::squid::{squid_available, squid_missing, Squid, SquidAuth, SquidOptions};
 use dtun_testenv::tinyproxy::{tinyproxy_available, Tinyproxy, TinyproxyOptions};
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -62,6 +88,13 @@ const SQUID_PASSWORD: &str = "sq:u@i/d%p+w";
 const TINYPROXY_USER: &str = "agent";
 /// Basic auth password of the authenticating tinyproxy (it accepts only `[-a-z0-9._]`).
 const TINYPROXY_PASSWORD: &str = "tiny-pass.1";
+/// NTLM domain of the NTLM squid's user.
+const NTLM_DOMAIN: &str = "CORP";
+/// NTLM user name (given as `CORP\agent` or `agent@CORP`).
+const NTLM_USER: &str = "agent";
+/// NTLM password, checked by pyspnego's NTLMv2 acceptor (no `:`: the helper's user file
+/// is `DOMAIN:user:password` lines).
+const NTLM_PASSWORD: &str = "N7lm-p@ss/w%rd+";
 /// Host name used for every server in the scenarios (certificates carry it as a SAN).
 const HOST: &str = "localhost";
 /// Names on the certificates of the good servers.
@@ -70,6 +103,9 @@ const GOOD_NAMES: &[&str] = &["localhost", "127.0.0.1", "::1"];
 const SIGINT_GRACE: Duration = Duration::from_secs(5);
 /// Name of the file of expected `dtun_open` statuses.
 const EXPECTED_FILE: &str = "expected.txt";
+/// The FIFO that opens and closes the restartable proxy, and the file that reports it.
+const RESTART_CONTROL_FILE: &str = "restart_proxy.ctl";
+const RESTART_STATE_FILE: &str = "restart_proxy.state";
 
 /// The `dtun_status` names the scenarios expect (as `dtun_status_name` spells them).
 mod status {
@@ -85,12 +121,15 @@ mod status {
 }
 
 const USAGE: &str = "usage:
-  dtun-testenv run   --dir DIR [--verbose] [--real-proxies] -- COMMAND [ARGS...]
-  dtun-testenv serve --dir DIR [--verbose] [--real-proxies]
+  dtun-testenv run   --dir DIR [--verbose] [--real-proxies] [--negotiate] -- COMMAND [ARGS...]
+  dtun-testenv serve --dir DIR [--verbose] [--real-proxies] [--negotiate]
 
   --verbose       log proxy and collector activity (and squid's access.log at the end)
-  --real-proxies  also start a real squid and two tinyproxies (squid-openssl and tinyproxy
-                  must be installed) and write their squid_*.yaml / tinyproxy_*.yaml scenarios";
+  --real-proxies  also start a real squid, a squid asking for NTLM and two tinyproxies
+                  (squid-openssl, tinyproxy and the NTLM helper's virtualenv must be there)
+                  and write their squid_*.yaml / tinyproxy_*.yaml scenarios
+  --negotiate     also start a real MIT KDC and a squid asking for Negotiate (krb5-kdc,
+                  krb5-admin-server, krb5-user, squid-openssl) and write negotiate_*.yaml";
 
 /// Parsed command line.
 #[derive(Debug)]
@@ -99,6 +138,7 @@ struct Args {
     dir: PathBuf,
     verbose: bool,
     real_proxies: bool,
+    negotiate: bool,
     command: Vec<String>,
 }
 
@@ -112,12 +152,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut dir = None;
     let mut verbose = false;
     let mut real_proxies = false;
+    let mut negotiate = false;
     let mut command = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--dir" => dir = Some(args.next().ok_or("--dir needs a value")?),
             "--verbose" | "-v" => verbose = true,
             "--real-proxies" => real_proxies = true,
+            "--negotiate" => negotiate = true,
             "--" => {
                 command.extend(args.by_ref());
                 break;
@@ -140,21 +182,37 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         dir: PathBuf::from(dir),
         verbose,
         real_proxies,
+        negotiate,
         command,
     })
 }
 
 /// What `--real-proxies` needs and this machine lacks (empty: all there).
-fn missing_real_proxies() -> Vec<&'static str> {
+fn missing_real_proxies() -> Vec<String> {
     let mut missing = Vec::new();
     if !squid_available() {
         missing.push(
             "squid built with OpenSSL, with basic_ncsa_auth and htpasswd or openssl \
-             (Debian: apt-get install -y squid-openssl apache2-utils)",
+             (Debian: apt-get install -y squid-openssl apache2-utils)"
+                .to_string(),
         );
     }
     if !tinyproxy_available() {
-        missing.push("tinyproxy (Debian: apt-get install -y tinyproxy)");
+        missing.push("tinyproxy (Debian: apt-get install -y tinyproxy)".to_string());
+    }
+    if let Err(what) = NtlmHelper::locate() {
+        missing.push(format!("the NTLM helper: {what}"));
+    }
+    missing
+}
+
+/// What `--negotiate` needs and this machine lacks (empty: all there).
+fn missing_negotiate() -> Vec<String> {
+    let mut missing = Vec::new();
+    missing.extend(kdc::kdc_missing());
+    missing.extend(squid_missing());
+    if kdc::negotiate_helper().is_none() {
+        missing.push("squid's negotiate_kerberos_auth (Debian: squid-openssl)".to_string());
     }
     missing
 }
@@ -162,6 +220,7 @@ fn missing_real_proxies() -> Vec<&'static str> {
 /// The running real proxies of `--real-proxies`. Dropping it stops them all, in parallel.
 struct RealProxies {
     squid: Option<Squid>,
+    squid_ntlm: Option<Squid>,
     tinyproxy: Option<Tinyproxy>,
     tinyproxy_auth: Option<Tinyproxy>,
     ports: RealPorts,
@@ -178,6 +237,9 @@ struct RealPorts {
     squid_tls_auth: u16,
     tinyproxy: u16,
     tinyproxy_auth: u16,
+    /// squid's auth ports asking for NTLM.
+    squid_ntlm_plain: u16,
+    squid_ntlm_tls: u16,
 }
 
 /// Adds which program failed to an error.
@@ -193,8 +255,9 @@ fn join<T>(handle: std::thread::ScopedJoinHandle<'_, io::Result<T>>, what: &str)
 }
 
 impl RealProxies {
-    /// Starts squid and both tinyproxies at once (squid takes the longest), in `dir/squid`,
-    /// `dir/tinyproxy` and `dir/tinyproxy-auth`. If one fails the others are stopped again.
+    /// Starts squid, the NTLM squid and both tinyproxies at once (squid takes the longest),
+    /// in `dir/squid`, `dir/squid-ntlm`, `dir/tinyproxy` and `dir/tinyproxy-auth`. If one
+    /// fails the others are stopped again.
     fn start(
         dir: &Path,
         proxy_cert: &Issued,
@@ -202,26 +265,54 @@ impl RealProxies {
         denied_port: u16,
         verbose: bool,
     ) -> io::Result<RealProxies> {
+        let helper = NtlmHelper::locate().map_err(io::Error::other)?;
+        // squid runs the helper as its own user (`proxy` under root): the user file where
+        // that user reads it.
+        let ntlm_dir = dir.join("ntlm");
+        fs::create_dir_all(&ntlm_dir)?;
+        let users = write_user_file(&ntlm_dir, &[(NTLM_DOMAIN, NTLM_USER, NTLM_PASSWORD)])?;
+        make_readable(&ntlm_dir, 0o755)?;
+        make_readable(&users, 0o644)?;
+        let ntlm_program = helper.squid_program(&users).map_err(io::Error::other)?;
         let squid_opts = SquidOptions {
             dir: dir.join("squid"),
             tls_cert: Some((proxy_cert.cert_path.clone(), proxy_cert.key_path.clone())),
             users: vec![(SQUID_USER.to_string(), SQUID_PASSWORD.to_string())],
-            allowed_ports,
+            allowed_ports: allowed_ports.clone(),
             denied_port: Some(denied_port),
+        };
+        let ntlm_opts = SquidOptions {
+            dir: dir.join("squid-ntlm"),
+            tls_cert: Some((proxy_cert.cert_path.clone(), proxy_cert.key_path.clone())),
+            // Not used with NTLM, but they open the auth ports.
+            users: vec![(NTLM_USER.to_string(), "unused".to_string())],
+            allowed_ports,
+            denied_port: None,
+        };
+        let ntlm_auth = SquidAuth {
+            ntlm_program: Some(ntlm_program),
+            ..SquidAuth::default()
         };
         let tiny_opts = TinyproxyOptions::new(dir.join("tinyproxy"));
         let tiny_auth_opts = TinyproxyOptions {
             basic_auth: Some((TINYPROXY_USER.to_string(), TINYPROXY_PASSWORD.to_string())),
             ..TinyproxyOptions::new(dir.join("tinyproxy-auth"))
         };
-        let (squid, tiny, tiny_auth) = std::thread::scope(|scope| {
+        let (squid, squid_ntlm, tiny, tiny_auth) = std::thread::scope(|scope| {
             let squid = scope.spawn(|| Squid::start(squid_opts));
+            let squid_ntlm = scope.spawn(|| Squid::start_with_auth(ntlm_opts, ntlm_auth));
             let tiny = scope.spawn(|| Tinyproxy::start(tiny_opts));
             let tiny_auth = Tinyproxy::start(tiny_auth_opts);
-            (join(squid, "squid"), join(tiny, "tinyproxy"), tiny_auth)
+            (
+                join(squid, "squid"),
+                join(squid_ntlm, "squid (NTLM)"),
+                join(tiny, "tinyproxy"),
+                tiny_auth,
+            )
         });
         // On an early return the proxies already bound here are stopped as they drop.
         let squid = squid.map_err(|e| context("squid", e))?;
+        let squid_ntlm = squid_ntlm.map_err(|e| context("squid (NTLM)", e))?;
         let tinyproxy = tiny.map_err(|e| context("tinyproxy", e))?;
         let tinyproxy_auth = tiny_auth.map_err(|e| context("tinyproxy (BasicAuth)", e))?;
         let port = |p: Option<u16>, what: &str| {
@@ -234,6 +325,8 @@ impl RealProxies {
             squid_tls_auth: port(squid.tls_auth_port(), "TLS auth")?,
             tinyproxy: tinyproxy.port(),
             tinyproxy_auth: tinyproxy_auth.port(),
+            squid_ntlm_plain: port(squid_ntlm.plain_auth_port(), "NTLM plain auth")?,
+            squid_ntlm_tls: port(squid_ntlm.tls_auth_port(), "NTLM TLS auth")?,
         };
         if verbose {
             eprintln!(
@@ -247,6 +340,12 @@ impl RealProxies {
                 ports.squid_tls_auth,
             );
             eprintln!(
+                "dtun-testenv: squid asking for NTLM (pid {}) ready: plain {}, TLS {}",
+                squid_ntlm.pid(),
+                ports.squid_ntlm_plain,
+                ports.squid_ntlm_tls,
+            );
+            eprintln!(
                 "dtun-testenv: tinyproxy ready: port {} (pid {}), with BasicAuth port {} (pid {})",
                 ports.tinyproxy,
                 tinyproxy.pid(),
@@ -257,6 +356,7 @@ impl RealProxies {
         Ok(RealProxies {
             squid_dir: squid.dir().to_path_buf(),
             squid: Some(squid),
+            squid_ntlm: Some(squid_ntlm),
             tinyproxy: Some(tinyproxy),
             tinyproxy_auth: Some(tinyproxy_auth),
             ports,
@@ -267,8 +367,9 @@ impl RealProxies {
 
 impl Drop for RealProxies {
     fn drop(&mut self) {
-        let (squid, tiny, tiny_auth) = (
+        let (squid, squid_ntlm, tiny, tiny_auth) = (
             self.squid.take(),
+            self.squid_ntlm.take(),
             self.tinyproxy.take(),
             self.tinyproxy_auth.take(),
         );
@@ -276,6 +377,7 @@ impl Drop for RealProxies {
         std::thread::scope(|scope| {
             scope.spawn(move || drop(tiny));
             scope.spawn(move || drop(tiny_auth));
+            scope.spawn(move || drop(squid_ntlm));
             drop(squid);
         });
         if self.verbose {
@@ -298,6 +400,198 @@ impl Drop for RealProxies {
     }
 }
 
+/// Sets `path`'s mode (squid's helpers run as squid's user, who must read what they use).
+fn make_readable(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+/// The KDC and the squid asking for Negotiate of `--negotiate`. Dropping it stops both.
+struct NegotiateProxies {
+    squid: Option<Squid>,
+    kdc: Kdc,
+    plain: u16,
+    tls: u16,
+    /// `DIR/krb`: squid's copies of the service keytab and krb5.conf, its replay cache, and
+    /// the credential cache of the keytab scenarios.
+    krb_dir: PathBuf,
+}
+
+impl NegotiateProxies {
+    /// Starts the KDC (a realm, principals, keytabs, the user's ticket), then squid with
+    /// `negotiate_kerberos_auth -s HTTP/localhost@REALM -k KEYTAB`, CONNECT allowed to
+    /// `allowed_ports`.
+    fn start(
+        dir: &Path,
+        proxy_cert: &Issued,
+        allowed_ports: Vec<u16>,
+        verbose: bool,
+    ) -> io::Result<NegotiateProxies> {
+        let helper = kdc::negotiate_helper().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "squid's negotiate_kerberos_auth (Debian: squid-openssl)",
+            )
+        })?;
+        let kdc = Kdc::start().map_err(|e| context("the KDC", e))?;
+        // squid runs its helper as its own user: the service keytab, krb5.conf and a replay
+        // cache folder where that user reads (and writes) them.
+        let krb_dir = dir.join("krb");
+        fs::create_dir_all(&krb_dir)?;
+        make_readable(&krb_dir, 0o755)?;
+        let keytab = krb_dir.join("http.keytab");
+        let krb5_conf = krb_dir.join("krb5.conf");
+        fs::copy(kdc.service_keytab(), &keytab)?;
+        fs::copy(kdc.krb5_conf(), &krb5_conf)?;
+        // The client keytab where the scenarios name it (the KDC's folder is temporary).
+        fs::copy(kdc.client_keytab(), krb_dir.join("agent.keytab"))?;
+        make_readable(&keytab, 0o644)?;
+        make_readable(&krb5_conf, 0o644)?;
+        let rcache = krb_dir.join("rcache");
+        fs::create_dir_all(&rcache)?;
+        make_readable(&rcache, 0o1777)?;
+        let program = format!(
+            "{} -s {} -k {}",
+            helper.display(),
+            kdc.service_principal(),
+            keytab.display()
+        );
+        let squid = Squid::start_with_auth(
+            SquidOptions {
+                dir: dir.join("squid-negotiate"),
+                tls_cert: Some((proxy_cert.cert_path.clone(), proxy_cert.key_path.clone())),
+                // Not used with Negotiate, but they open the auth ports.
+                users: vec![(kdc::USER.to_string(), "unused".to_string())],
+                allowed_ports,
+                denied_port: None,
+            },
+            SquidAuth {
+                negotiate_program: Some(program),
+                env: vec![
+                    ("KRB5_CONFIG".into(), krb5_conf.display().to_string()),
+                    ("KRB5RCACHEDIR".into(), rcache.display().to_string()),
+                    ("KRB5_KTNAME".into(), format!("FILE:{}", keytab.display())),
+                ],
+                ..SquidAuth::default()
+            },
+        )
+        .map_err(|e| context("squid (Negotiate)", e))?;
+        let port = |p: Option<u16>, what: &str| {
+            p.ok_or_else(|| io::Error::other(format!("squid opened no {what} port")))
+        };
+        let plain = port(squid.plain_auth_port(), "Negotiate plain auth")?;
+        let tls = port(squid.tls_auth_port(), "Negotiate TLS auth")?;
+        if verbose {
+            eprintln!(
+                "dtun-testenv: KDC for {} on 127.0.0.1:{}; squid asking for Negotiate (pid {}): \
+                 plain {plain}, TLS {tls}",
+                kdc::REALM,
+                kdc.port(),
+                squid.pid(),
+            );
+        }
+        Ok(NegotiateProxies {
+            squid: Some(squid),
+            kdc,
+            plain,
+            tls,
+            krb_dir,
+        })
+    }
+
+    /// `FILE:DIR/krb/keytab-ccache`: where the keytab scenarios' tickets go.
+    fn keytab_ccache(&self) -> String {
+        format!("FILE:{}", self.krb_dir.join("keytab-ccache").display())
+    }
+}
+
+impl Drop for NegotiateProxies {
+    fn drop(&mut self) {
+        // squid first: its helpers talk to the KDC's files.
+        drop(self.squid.take());
+    }
+}
+
+/// The proxy of `restart_proxy.yaml`: a [`Gate`] in front of a running proxy, opened and
+/// closed by lines written to the FIFO `DIR/restart_proxy.ctl` (see the module
+/// documentation). The FIFO's reader thread lives as long as the process.
+struct RestartableProxy {
+    gate: Arc<Gate>,
+    control: PathBuf,
+    state: PathBuf,
+}
+
+impl RestartableProxy {
+    fn start(dir: &Path, target: std::net::SocketAddr) -> io::Result<RestartableProxy> {
+        let gate = Arc::new(Gate::start(target)?);
+        let control = dir.join(RESTART_CONTROL_FILE);
+        let state = dir.join(RESTART_STATE_FILE);
+        let _ = fs::remove_file(&control);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&control)
+            .status()
+            .map_err(|e| context("mkfifo", e))?;
+        if !made.success() {
+            return Err(io::Error::other(format!(
+                "mkfifo {} failed: {made}",
+                control.display()
+            )));
+        }
+        write_state(&state, "0 open")?;
+        // Read and write: opening a FIFO this way never blocks, and the reader never sees EOF
+        // when a writer goes away (each `echo close > FIFO` is a writer of its own).
+        let fifo = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&control)?;
+        let (for_thread, state_path) = (Arc::clone(&gate), state.clone());
+        std::thread::Builder::new()
+            .name("restart-proxy".into())
+            .spawn(move || serve_control(fifo, &for_thread, &state_path))?;
+        Ok(RestartableProxy {
+            gate,
+            control,
+            state,
+        })
+    }
+}
+
+/// Writes the state file whole (a temporary file renamed over it): a reader never sees half.
+fn write_state(path: &Path, state: &str) -> io::Result<()> {
+    let tmp = path.with_extension("state.tmp");
+    fs::write(&tmp, format!("{state}\n"))?;
+    fs::rename(&tmp, path)
+}
+
+/// The restartable proxy's control loop: one command per line, `open` or `close`.
+fn serve_control(fifo: fs::File, gate: &Gate, state: &Path) {
+    use std::io::BufRead as _;
+    let mut done = 0u64;
+    for line in io::BufReader::new(fifo).lines() {
+        let Ok(line) = line else { return };
+        let command = line.trim();
+        if command.is_empty() {
+            continue;
+        }
+        done += 1;
+        let outcome = match command {
+            "close" => {
+                gate.close();
+                "closed".to_string()
+            }
+            "open" => match gate.open() {
+                Ok(()) => "open".to_string(),
+                Err(e) => format!("error: reopening port {}: {e}", gate.port()),
+            },
+            other => format!("error: unknown command {other:?} (open or close)"),
+        };
+        eprintln!("dtun-testenv: restart_proxy: {command}: {outcome}");
+        if write_state(state, &format!("{done} {outcome}")).is_err() {
+            return;
+        }
+    }
+}
+
 /// The running environment. Dropping it stops every server and proxy.
 struct Env {
     /// `KEY=VALUE` entries of `env.txt`, in order.
@@ -306,7 +600,11 @@ struct Env {
     dir: PathBuf,
     /// `(file, expected status)` of every scenario written, in order (`expected.txt`).
     expected: Vec<(String, &'static str)>,
+    /// Extra environment of the command (`--negotiate`: the KDC's).
+    command_env: Vec<(String, String)>,
     _real: Option<RealProxies>,
+    _negotiate: Option<NegotiateProxies>,
+    _restart: RestartableProxy,
     _echo_tls: EchoServer,
     _echo_plain: EchoServer,
     _framed: FramedCollector,
@@ -332,6 +630,8 @@ struct ProxyYaml<'a> {
     credentials: Option<(&'a str, &'a str)>,
     /// `http_proxy.proxy_auth`; `None`: not written (Basic with a user).
     auth: Option<&'static str>,
+    /// `http_proxy.proxy_user` and `http_proxy.proxy_keytab` (Negotiate with a client keytab).
+    keytab: Option<(&'a str, &'a Path)>,
 }
 
 impl<'a> ProxyYaml<'a> {
@@ -344,6 +644,7 @@ impl<'a> ProxyYaml<'a> {
             ca: None,
             credentials,
             auth: None,
+            keytab: None,
         }
     }
 
@@ -356,6 +657,7 @@ impl<'a> ProxyYaml<'a> {
             ca: Some(ca),
             credentials,
             auth: None,
+            keytab: None,
         }
     }
 
@@ -363,6 +665,14 @@ impl<'a> ProxyYaml<'a> {
     fn auth(self, auth: &'static str) -> ProxyYaml<'a> {
         ProxyYaml {
             auth: Some(auth),
+            ..self
+        }
+    }
+
+    /// The same with Kerberos tickets from the client keytab `keytab` for `principal`.
+    fn keytab(self, principal: &'a str, keytab: &'a Path) -> ProxyYaml<'a> {
+        ProxyYaml {
+            keytab: Some((principal, keytab)),
             ..self
         }
     }
@@ -411,6 +721,10 @@ impl Scenario<'_> {
                 let _ = writeln!(y, "  proxy_user: {}", q(user));
                 let _ = writeln!(y, "  proxy_password: {}", q(password));
             }
+            if let Some((principal, keytab)) = proxy.keytab {
+                let _ = writeln!(y, "  proxy_user: {}", q(principal));
+                let _ = writeln!(y, "  proxy_keytab: {}", q(&keytab.to_string_lossy()));
+            }
             if let Some(auth) = proxy.auth {
                 let _ = writeln!(y, "  proxy_auth: {auth}");
             }
@@ -438,9 +752,14 @@ fn expected_txt(expected: &[(String, &str)]) -> String {
 impl Env {
     /// Makes the PKI in `dir`, starts every server (and with `real_proxies` squid and the
     /// tinyproxies) and writes the scenarios, `env.txt` and `expected.txt`.
-    fn start(dir: &Path, verbose: bool, real_proxies: bool) -> io::Result<Env> {
+    fn start(dir: &Path, verbose: bool, real_proxies: bool, negotiate: bool) -> io::Result<Env> {
         fs::create_dir_all(dir)?;
         let dir = dir.canonicalize()?;
+        // Borrowed by the scenarios below (they outlive the blocks that add them).
+        let ntlm_user = format!("{NTLM_DOMAIN}\\{NTLM_USER}");
+        let ntlm_upn = format!("{NTLM_USER}@{NTLM_DOMAIN}");
+        let keytab_principal = format!("{}@{}", kdc::KEYTAB_USER, kdc::REALM);
+        let client_keytab = dir.join("krb").join("agent.keytab");
         let pki = Pki::new(&dir)?;
         let ca = pki.ca_path();
         let untrusted_ca = pki.untrusted_ca_path();
@@ -483,6 +802,8 @@ impl Env {
         let proxy_plain = proxy(None, false, Fault::None)?;
         let proxy_tls = proxy(Some(&proxy_cert.server_config), false, Fault::None)?;
         let proxy_tls_auth = proxy(Some(&proxy_cert.server_config), true, Fault::None)?;
+        // The same proxy behind a port that can be closed and opened again.
+        let restart = RestartableProxy::start(&dir, proxy_tls_auth.addr())?;
         let proxy_403 = proxy(None, false, Fault::Forbidden403)?;
         let proxy_ntlm = proxy(None, false, Fault::Auth407WithBody)?;
         // Digest (the in-repo proxy's, RFC 7616 MD5): one keeping the connection after
@@ -714,6 +1035,15 @@ impl Env {
                 tls_proxy(proxy_tls_auth.port(), good_auth),
                 status::OK,
             ),
+            via(
+                "restart_proxy.yaml",
+                "the TLS proxy with Basic auth behind a port that restart_proxy.ctl closes and \
+                 opens again, to the framed collector over TLS",
+                framed.port(),
+                true,
+                tls_proxy(restart.gate.port(), good_auth),
+                status::OK,
+            ),
         ];
 
         let port = |p: u16| p.to_string();
@@ -743,6 +1073,15 @@ impl Env {
             ("PROXY_SILENT_PORT", port(proxy_silent.port())),
             ("PROXY_GARBAGE_PORT", port(proxy_garbage.port())),
             ("PROXY_UNTRUSTED_PORT", port(proxy_untrusted.port())),
+            ("RESTART_PROXY_PORT", port(restart.gate.port())),
+            (
+                "RESTART_PROXY_CONTROL",
+                restart.control.to_string_lossy().into_owned(),
+            ),
+            (
+                "RESTART_PROXY_STATE",
+                restart.state.to_string_lossy().into_owned(),
+            ),
         ];
 
         let (real, collector_denied) = if real_proxies {
@@ -933,6 +1272,62 @@ impl Env {
                     status::OK,
                 ),
             ]);
+            // NTLMv2 through squid and the pyspnego helper, which checks the password.
+            let ntlm = Some((ntlm_user.as_str(), NTLM_PASSWORD));
+            let ntlm_upn = Some((ntlm_upn.as_str(), NTLM_PASSWORD));
+            let ntlm_wrong = Some((ntlm_user.as_str(), WRONG_PASSWORD));
+            let ntlm_plain = |credentials| ProxyYaml::plain(p.squid_ntlm_plain, credentials);
+            let ntlm_tls = |credentials| tls_proxy(p.squid_ntlm_tls, credentials);
+            scenarios.extend([
+                via(
+                    "squid_ntlm_plain.yaml",
+                    "squid asking for NTLM, plain, proxy_auth: ntlm, DOMAIN\\user",
+                    echo_tls.port(),
+                    true,
+                    ntlm_plain(ntlm).auth("ntlm"),
+                    status::OK,
+                ),
+                via(
+                    "squid_ntlm_tls.yaml",
+                    "TLS to squid asking for NTLM, proxy_auth: ntlm, user@DOMAIN, TLS inside",
+                    echo_tls.port(),
+                    true,
+                    ntlm_tls(ntlm_upn).auth("ntlm"),
+                    status::OK,
+                ),
+                via(
+                    "squid_ntlm_any.yaml",
+                    "squid asking for NTLM, plain, proxy_auth: any",
+                    echo_tls.port(),
+                    true,
+                    ntlm_plain(ntlm).auth("any"),
+                    status::OK,
+                ),
+                via(
+                    "squid_ntlm_tls_any.yaml",
+                    "TLS to squid asking for NTLM, proxy_auth: any, TLS inside",
+                    echo_tls.port(),
+                    true,
+                    ntlm_tls(ntlm).auth("any"),
+                    status::OK,
+                ),
+                via(
+                    "squid_ntlm_wrong.yaml",
+                    "squid asking for NTLM, proxy_auth: ntlm, wrong password: 407",
+                    echo_tls.port(),
+                    true,
+                    ntlm_plain(ntlm_wrong).auth("ntlm"),
+                    status::PROXY_AUTH,
+                ),
+                via(
+                    "squid_ntlm_tls_any_wrong.yaml",
+                    "TLS to squid asking for NTLM, proxy_auth: any, wrong password: 407",
+                    echo_tls.port(),
+                    true,
+                    ntlm_tls(ntlm_wrong).auth("any"),
+                    status::PROXY_AUTH,
+                ),
+            ]);
             vars.extend([
                 ("SQUID_PLAIN_PORT", port(p.squid_plain)),
                 ("SQUID_PLAIN_AUTH_PORT", port(p.squid_plain_auth)),
@@ -946,7 +1341,116 @@ impl Env {
                 ("TINYPROXY_AUTH_PORT", port(p.tinyproxy_auth)),
                 ("TINYPROXY_USER", TINYPROXY_USER.to_string()),
                 ("TINYPROXY_PASSWORD", TINYPROXY_PASSWORD.to_string()),
+                ("SQUID_NTLM_PLAIN_PORT", port(p.squid_ntlm_plain)),
+                ("SQUID_NTLM_TLS_PORT", port(p.squid_ntlm_tls)),
+                ("NTLM_USER", ntlm_user.clone()),
+                ("NTLM_PASSWORD", NTLM_PASSWORD.to_string()),
             ]);
+        }
+
+        let negotiate = if negotiate {
+            Some(NegotiateProxies::start(
+                &dir,
+                &proxy_cert,
+                vec![echo_tls.port()],
+                verbose,
+            )?)
+        } else {
+            None
+        };
+        let mut command_env = Vec::new();
+        if let Some(n) = &negotiate {
+            let (keytab, principal) = (&client_keytab, &keytab_principal);
+            let plain = |auth| ProxyYaml::plain(n.plain, None).auth(auth);
+            let tls = |auth| tls_proxy(n.tls, None).auth(auth);
+            scenarios.extend([
+                via(
+                    "negotiate_plain.yaml",
+                    "squid asking for Negotiate, plain, proxy_auth: negotiate, the user's ticket",
+                    echo_tls.port(),
+                    true,
+                    plain("negotiate"),
+                    status::OK,
+                ),
+                via(
+                    "negotiate_tls.yaml",
+                    "TLS to squid asking for Negotiate, proxy_auth: negotiate, TLS inside",
+                    echo_tls.port(),
+                    true,
+                    tls("negotiate"),
+                    status::OK,
+                ),
+                via(
+                    "negotiate_any.yaml",
+                    "squid asking for Negotiate, plain, proxy_auth: any, the user's ticket",
+                    echo_tls.port(),
+                    true,
+                    plain("any"),
+                    status::OK,
+                ),
+                via(
+                    "negotiate_tls_any.yaml",
+                    "TLS to squid asking for Negotiate, proxy_auth: any, TLS inside",
+                    echo_tls.port(),
+                    true,
+                    tls("any"),
+                    status::OK,
+                ),
+                via(
+                    "negotiate_no_ticket.yaml",
+                    "squid asking for Negotiate, proxy_auth: negotiate, no ticket \
+                     (open it with KRB5CCNAME=$DTUN_TESTENV_KRB5_EMPTY_CCNAME)",
+                    echo_tls.port(),
+                    true,
+                    plain("negotiate"),
+                    status::PROXY_AUTH,
+                ),
+                via(
+                    "negotiate_tls_any_no_ticket.yaml",
+                    "TLS to squid asking for Negotiate, proxy_auth: any, no ticket \
+                     (open it with KRB5CCNAME=$DTUN_TESTENV_KRB5_EMPTY_CCNAME)",
+                    echo_tls.port(),
+                    true,
+                    tls("any"),
+                    status::PROXY_AUTH,
+                ),
+                via(
+                    "negotiate_keytab.yaml",
+                    "squid asking for Negotiate, plain, tickets from the client keytab \
+                     (open it with KRB5CCNAME=$DTUN_TESTENV_KRB5_KEYTAB_CCNAME)",
+                    echo_tls.port(),
+                    true,
+                    plain("negotiate").keytab(principal, keytab),
+                    status::OK,
+                ),
+                via(
+                    "negotiate_tls_keytab.yaml",
+                    "TLS to squid asking for Negotiate, tickets from the client keytab \
+                     (open it with KRB5CCNAME=$DTUN_TESTENV_KRB5_KEYTAB_CCNAME)",
+                    echo_tls.port(),
+                    true,
+                    tls("negotiate").keytab(principal, keytab),
+                    status::OK,
+                ),
+            ]);
+            vars.extend([
+                ("NEGOTIATE_PLAIN_PORT", port(n.plain)),
+                ("NEGOTIATE_TLS_PORT", port(n.tls)),
+                ("KDC_PORT", port(n.kdc.port())),
+                ("KRB5_REALM", kdc::REALM.to_string()),
+                ("KRB5_USER", kdc::USER.to_string()),
+                ("KRB5_PASSWORD", kdc::USER_PASSWORD.to_string()),
+                (
+                    "KRB5_CONFIG",
+                    n.kdc.krb5_conf().to_string_lossy().into_owned(),
+                ),
+                ("KRB5_CCNAME", n.kdc.ccache()),
+                ("KRB5_EMPTY_CCNAME", n.kdc.empty_ccache()),
+                ("KRB5_KEYTAB_CCNAME", n.keytab_ccache()),
+                ("KRB5_CLIENT_KEYTAB", keytab.to_string_lossy().into_owned()),
+                ("KRB5_KEYTAB_PRINCIPAL", principal.clone()),
+            ]);
+            command_env = n.kdc.env();
         }
 
         for scenario in &scenarios {
@@ -969,7 +1473,10 @@ impl Env {
             vars,
             dir,
             expected,
+            command_env,
             _real: real,
+            _negotiate: negotiate,
+            _restart: restart,
             _echo_tls: echo_tls,
             _echo_plain: echo_plain,
             _framed: framed,
@@ -1046,6 +1553,7 @@ fn run_command(runtime: &Runtime, signals: &mut Signals, env: &Env, command: &[S
     runtime.block_on(async {
         let mut cmd = tokio::process::Command::new(&command[0]);
         cmd.args(&command[1..])
+            .envs(env.command_env.iter().map(|(k, v)| (k, v)))
             .env("DTUN_TESTENV_DIR", &env.dir)
             .kill_on_drop(true);
         for (key, value) in &env.vars {
@@ -1116,10 +1624,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if args.real_proxies {
-        let missing = missing_real_proxies();
+    for (wanted, flag, missing) in [
+        (
+            args.real_proxies,
+            "--real-proxies",
+            missing_real_proxies as fn() -> Vec<String>,
+        ),
+        (args.negotiate, "--negotiate", missing_negotiate),
+    ] {
+        if !wanted {
+            continue;
+        }
+        let missing = missing();
         if !missing.is_empty() {
-            eprintln!("dtun-testenv: ERROR: --real-proxies needs programs that are not installed:");
+            eprintln!("dtun-testenv: ERROR: {flag} needs programs that are not installed:");
             for what in missing {
                 eprintln!("dtun-testenv: ERROR:   missing {what}");
             }
@@ -1138,7 +1656,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let env = match Env::start(&args.dir, args.verbose, args.real_proxies) {
+    let env = match Env::start(&args.dir, args.verbose, args.real_proxies, args.negotiate) {
         Ok(env) => env,
         Err(e) => {
             eprintln!(
@@ -1274,7 +1792,11 @@ mod tests {
         let a = parse("run --real-proxies --dir d -- true").unwrap();
         assert!(a.real_proxies && !a.verbose);
         let s = parse("serve --dir d --real-proxies").unwrap();
-        assert!(s.serve && s.real_proxies);
+        assert!(s.serve && s.real_proxies && !s.negotiate);
+        let n = parse("run --dir d --negotiate --real-proxies -- true").unwrap();
+        assert!(n.negotiate && n.real_proxies);
+        let n = parse("run --dir d --negotiate -- prog --real-proxies").unwrap();
+        assert!(n.negotiate && !n.real_proxies);
         assert!(
             parse("serve --real-proxies --dir d -v")
                 .unwrap()
@@ -1322,12 +1844,14 @@ mod tests {
     #[test]
     fn environment_files_and_servers() {
         let dir = temp_dir("env");
-        let env = Env::start(&dir, false, false).unwrap();
+        let env = Env::start(&dir, false, false, false).unwrap();
         let vars = read_env_txt(&env.dir);
         assert_eq!(vars, env.vars);
         let get = |k: &str| vars.iter().find(|(key, _)| key == k).unwrap().1.clone();
         assert_eq!(get("PROXY_PASSWORD"), PROXY_PASSWORD);
         assert!(!vars.iter().any(|(k, _)| k.starts_with("SQUID_")));
+        assert!(!vars.iter().any(|(k, _)| k.starts_with("KRB5_")));
+        assert!(env.command_env.is_empty());
 
         let files = [
             "direct_tls.yaml",
@@ -1353,6 +1877,7 @@ mod tests {
             "collector_noverify.yaml",
             "refused.yaml",
             "framed.yaml",
+            "restart_proxy.yaml",
         ];
         for file in files {
             let y = yaml(&env.dir, file);
@@ -1409,7 +1934,7 @@ mod tests {
     #[test]
     fn run_passes_the_exit_code_the_environment_and_sigterm() {
         let dir = temp_dir("run");
-        let env = Env::start(&dir, false, false).unwrap();
+        let env = Env::start(&dir, false, false, false).unwrap();
         let runtime = local_runtime().unwrap();
         let mut signals = Signals::new(&runtime).unwrap();
         assert_eq!(runtime.block_on(signals.pending()), None);
@@ -1480,7 +2005,7 @@ mod tests {
             return;
         }
         let dir = temp_dir("real");
-        let env = Env::start(&dir, false, true).unwrap();
+        let env = Env::start(&dir, false, true, false).unwrap();
         let vars = read_env_txt(&env.dir);
         assert_eq!(vars, env.vars);
         let get = |k: &str| {
@@ -1502,6 +2027,8 @@ mod tests {
             "SQUID_TLS_AUTH_PORT",
             "TINYPROXY_PORT",
             "TINYPROXY_AUTH_PORT",
+            "SQUID_NTLM_PLAIN_PORT",
+            "SQUID_NTLM_TLS_PORT",
         ]
         .map(port);
         let denied = port("SQUID_DENIED_PORT");
@@ -1530,6 +2057,12 @@ mod tests {
             "tinyproxy_auth.yaml",
             "tinyproxy_auth_wrong.yaml",
             "tinyproxy_plain_collector.yaml",
+            "squid_ntlm_plain.yaml",
+            "squid_ntlm_tls.yaml",
+            "squid_ntlm_any.yaml",
+            "squid_ntlm_tls_any.yaml",
+            "squid_ntlm_wrong.yaml",
+            "squid_ntlm_tls_any_wrong.yaml",
         ] {
             assert!(files.contains(file), "{file} not written");
             let y = yaml(&env.dir, file);
@@ -1549,6 +2082,14 @@ mod tests {
             ex3["http_proxy"]["proxy_password"].as_str(),
             Some(SQUID_PASSWORD)
         );
+        let ntlm = yaml(&env.dir, "squid_ntlm_tls.yaml");
+        assert_eq!(
+            ntlm["http_proxy"]["proxy_user"].as_str(),
+            Some("agent@CORP")
+        );
+        assert_eq!(ntlm["http_proxy"]["proxy_auth"].as_str(), Some("ntlm"));
+        assert_eq!(get("NTLM_USER"), "CORP\\agent");
+        assert_eq!(get("NTLM_PASSWORD"), NTLM_PASSWORD);
         let denied_yaml = yaml(&env.dir, "squid_denied_port.yaml");
         assert_eq!(denied_yaml["collector_port"].as_u64(), Some(denied.into()));
 
@@ -1575,6 +2116,7 @@ mod tests {
             let real = env._real.as_ref().unwrap();
             vec![
                 real.squid.as_ref().unwrap().pid(),
+                real.squid_ntlm.as_ref().unwrap().pid(),
                 real.tinyproxy.as_ref().unwrap().pid(),
                 real.tinyproxy_auth.as_ref().unwrap().pid(),
             ]
@@ -1587,6 +2129,116 @@ mod tests {
         for port in proxy_ports.into_iter().chain([denied]) {
             assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "{port}");
         }
+        fs::remove_dir_all(&env_dir).unwrap();
+    }
+
+    /// The restartable proxy: its FIFO closes the port (connections refused, the state file
+    /// says so) and opens it again on the same port, where CONNECT works.
+    #[test]
+    fn restart_proxy_closes_and_opens_on_command() {
+        let dir = temp_dir("restart");
+        let env = Env::start(&dir, false, false, false).unwrap();
+        let vars = read_env_txt(&env.dir);
+        let get = |k: &str| vars.iter().find(|(key, _)| key == k).unwrap().1.clone();
+        let port: u16 = get("RESTART_PROXY_PORT").parse().unwrap();
+        let state = PathBuf::from(get("RESTART_PROXY_STATE"));
+        let control = PathBuf::from(get("RESTART_PROXY_CONTROL"));
+        assert_eq!(fs::read_to_string(&state).unwrap(), "0 open\n");
+        let y = yaml(&env.dir, "restart_proxy.yaml");
+        assert_eq!(y["http_proxy"]["proxy_port"].as_u64(), Some(port.into()));
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
+
+        let command = |line: &str, want: &str| {
+            // Each write a writer of its own, as `echo close > FIFO` from a shell.
+            let mut fifo = fs::OpenOptions::new().write(true).open(&control).unwrap();
+            writeln!(fifo, "{line}").unwrap();
+            drop(fifo);
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let now = fs::read_to_string(&state).unwrap_or_default();
+                if now == format!("{want}\n") {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "state {now:?}, want {want}"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        command("close", "1 closed");
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+        command("open", "2 open");
+        // The proxy behind it answers: TLS first, so only check that the port accepts.
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
+        command(
+            "frobnicate",
+            "3 error: unknown command \"frobnicate\" (open or close)",
+        );
+        command("close", "4 closed");
+        command("close", "5 closed");
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+
+        let env_dir = env.dir.clone();
+        drop(env);
+        fs::remove_dir_all(&env_dir).unwrap();
+    }
+
+    #[test]
+    fn negotiate_environment() {
+        use dtun_testenv::{require_or_skip, RealProxy};
+        if !require_or_skip(
+            "dtun-testenv --negotiate",
+            &[RealProxy::Kdc, RealProxy::Squid],
+        ) {
+            return;
+        }
+        assert!(missing_negotiate().is_empty(), "{:?}", missing_negotiate());
+        let dir = temp_dir("negotiate");
+        let env = Env::start(&dir, false, false, true).unwrap();
+        let vars = read_env_txt(&env.dir);
+        let get = |k: &str| vars.iter().find(|(key, _)| key == k).unwrap().1.clone();
+        let lines = check_expected(&env);
+        let negotiate: Vec<&(String, String)> = lines
+            .iter()
+            .filter(|(f, _)| f.starts_with("negotiate_"))
+            .collect();
+        assert_eq!(negotiate.len(), 8, "{negotiate:?}");
+        for (file, status) in negotiate {
+            let want = if file.ends_with("_no_ticket.yaml") {
+                "DTUN_ERR_PROXY_AUTH"
+            } else {
+                "DTUN_OK"
+            };
+            assert_eq!(status, want, "{file}");
+        }
+        let keytab = yaml(&env.dir, "negotiate_tls_keytab.yaml");
+        let keytab_path = keytab["http_proxy"]["proxy_keytab"].as_str().unwrap();
+        assert!(Path::new(keytab_path).is_file());
+        assert_eq!(keytab_path, get("KRB5_CLIENT_KEYTAB"));
+        assert_eq!(
+            keytab["http_proxy"]["proxy_user"].as_str(),
+            Some(get("KRB5_KEYTAB_PRINCIPAL").as_str())
+        );
+        // The command gets the KDC's environment; its ticket cache holds the user's ticket.
+        let ccache = env
+            .command_env
+            .iter()
+            .find(|(k, _)| k == "KRB5CCNAME")
+            .unwrap();
+        assert_eq!(ccache.1, get("KRB5_CCNAME"));
+        // squid asks for Negotiate on both auth ports.
+        for key in ["NEGOTIATE_PLAIN_PORT", "NEGOTIATE_TLS_PORT"] {
+            let port: u16 = get(key).parse().unwrap();
+            assert!(TcpStream::connect(("127.0.0.1", port)).is_ok(), "{key}");
+        }
+        let plain: u16 = get("NEGOTIATE_PLAIN_PORT").parse().unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", plain)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let target = format!("localhost:{}", get("ECHO_TLS_PORT"));
+        assert_eq!(connect_status(&mut s, &target), 407);
+        let env_dir = env.dir.clone();
+        drop(env);
         fs::remove_dir_all(&env_dir).unwrap();
     }
 }
