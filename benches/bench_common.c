@@ -636,6 +636,216 @@ static int run_memory(long n) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- framed messages */
+
+/* The agent's framing (c-examples/agent_client.c, testenv's FramedCollector): a 4-byte
+ * big-endian length that counts the 6-byte header too, a version byte, a type byte, then the
+ * payload. The collector answers each message with an acknowledgement frame of type 0xAC
+ * whose payload is the message's sequence number on the connection (from 1) and the payload
+ * length it received, both 4-byte big-endian. */
+#define FRAME_HEADER_LEN 6
+#define FRAME_VERSION 4
+#define MSG_TYPE_METRICS 1
+#define ACK_TYPE 0xAC
+#define ACK_FRAME_LEN (FRAME_HEADER_LEN + 8)
+/* The framed collector closes the connection on longer frames (testenv MAX_FRAME_LEN). */
+#define MAX_FRAME_LEN (16u * 1024 * 1024)
+/* Largest window of unacknowledged messages. */
+#define MAX_WINDOW 64
+
+static void put_be32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static uint32_t get_be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+/* Acknowledgements received but not yet matched to a message, across calls. */
+struct acks {
+    unsigned char buf[ACK_FRAME_LEN * MAX_WINDOW];
+    size_t have;
+    uint32_t next_seq; /* the collector's sequence number of the next message to be acked */
+};
+
+/* Reads at least one more acknowledgement (one recv call, and more only while no whole ack
+ * has arrived yet); checks each one against the message it acknowledges (sequence number,
+ * payload length). Returns the number of acks taken out of the buffer, -1 on error. With rtts
+ * set, rtts[first + i] holds message first+i's send time on entry and becomes its round trip. */
+static long acks_read(void *conn, struct acks *a, uint32_t payload, long max, double *rtts,
+                      long first) {
+    long taken = 0;
+    while (taken == 0) {
+        size_t cap = sizeof a->buf - a->have;
+        /* Never read beyond the acks still owed: the next frame belongs to no one yet. */
+        size_t owed = (size_t)max * ACK_FRAME_LEN;
+        if (owed < a->have) {
+            fprintf(stderr, "%s: messages: more acknowledgements than messages\n", B->name);
+            return -1;
+        }
+        if (cap > owed - a->have) {
+            cap = owed - a->have;
+        }
+        long n = B->recv_some(conn, a->buf + a->have, cap);
+        if (n <= 0) {
+            fprintf(stderr, "%s: messages: the stream ended while waiting for an ack\n", B->name);
+            return -1;
+        }
+        a->have += (size_t)n;
+        double t = now_s();
+        size_t off = 0;
+        while (a->have - off >= ACK_FRAME_LEN) {
+            const unsigned char *f = a->buf + off;
+            if (get_be32(f) != ACK_FRAME_LEN || f[4] != FRAME_VERSION || f[5] != ACK_TYPE) {
+                fprintf(stderr, "%s: messages: the collector's reply is not an ack\n", B->name);
+                return -1;
+            }
+            uint32_t seq = get_be32(f + 6), len = get_be32(f + 10);
+            if (seq != a->next_seq || len != payload) {
+                fprintf(stderr, "%s: messages: ack #%u for %u bytes, expected #%u for %u\n",
+                        B->name, seq, len, a->next_seq, payload);
+                return -1;
+            }
+            if (rtts != NULL) {
+                rtts[first + taken] = t - rtts[first + taken];
+            }
+            a->next_seq++;
+            taken++;
+            off += ACK_FRAME_LEN;
+        }
+        memmove(a->buf, a->buf + off, a->have - off);
+        a->have -= off;
+    }
+    return taken;
+}
+
+/* The measured region of the message test (see measured_echo_blocks): n framed messages,
+ * at most window of them unacknowledged at any time (1: each acked before the next). The
+ * first payload bytes carry the message's index. rtts[i]: from the start of message i's send
+ * to the end of the recv call that brought its ack. */
+static __attribute__((noinline)) int measured_messages(void *conn, unsigned char *frame,
+                                                       size_t frame_len, long window, long n,
+                                                       struct acks *a, double *rtts) {
+    uint32_t payload = (uint32_t)(frame_len - FRAME_HEADER_LEN);
+    long sent = 0, acked = 0;
+    while (acked < n) {
+        while (sent < n && sent - acked < window) {
+            if (payload >= 4) {
+                put_be32(frame + FRAME_HEADER_LEN, (uint32_t)sent);
+            }
+            rtts[sent] = now_s();
+            if (B->send_all(conn, frame, frame_len) != 0) {
+                return 1;
+            }
+            sent++;
+        }
+        long got = acks_read(conn, a, payload, sent - acked, rtts, acked);
+        if (got < 0) {
+            return 1;
+        }
+        acked += got;
+    }
+    return 0;
+}
+
+/* "256", "4k", "64k", "1m": the payload size in metric names. */
+static void size_label(char *out, size_t cap, size_t bytes) {
+    if (bytes >= 1048576 && bytes % 1048576 == 0) {
+        snprintf(out, cap, "%zum", bytes / 1048576);
+    } else if (bytes >= 1024 && bytes % 1024 == 0) {
+        snprintf(out, cap, "%zuk", bytes / 1024);
+    } else {
+        snprintf(out, cap, "%zu", bytes);
+    }
+}
+
+static int run_messages(size_t payload, long window, long n) {
+    size_t frame_len = FRAME_HEADER_LEN + payload;
+    if (frame_len > MAX_FRAME_LEN || window < 1 || window > MAX_WINDOW) {
+        fprintf(stderr, "%s: messages: payload at most %u bytes, window 1..%d\n", B->name,
+                MAX_FRAME_LEN - FRAME_HEADER_LEN, MAX_WINDOW);
+        return 2;
+    }
+    unsigned char *frame = malloc(frame_len);
+    double *rtts = calloc((size_t)n, sizeof *rtts);
+    long warmup = n / 10 < 8 ? 8 : (n / 10 > 100 ? 100 : n / 10);
+    double *warm_rtts = calloc((size_t)warmup, sizeof *warm_rtts);
+    static struct acks acks;
+    if (frame == NULL || rtts == NULL || warm_rtts == NULL) {
+        return 1;
+    }
+    put_be32(frame, (uint32_t)frame_len);
+    frame[4] = FRAME_VERSION;
+    frame[5] = MSG_TYPE_METRICS;
+    fill(frame + FRAME_HEADER_LEN, payload, 11);
+    acks.have = 0;
+    acks.next_seq = 1;
+    void *conn = B->open(NULL, BENCH_FIRST, 0);
+    if (conn == NULL) {
+        return 1;
+    }
+    /* Warm-up, in the same pattern: buffers allocated, TCP windows open. */
+    if (measured_messages(conn, frame, frame_len, window, warmup, &acks, warm_rtts) != 0) {
+        return 1;
+    }
+    struct snap a = snap_take();
+    if (measured_messages(conn, frame, frame_len, window, n, &acks, rtts) != 0) {
+        return 1;
+    }
+    struct snap z = snap_take();
+    B->close(conn);
+
+    char label[32], prefix[64], metric[128];
+    size_label(label, sizeof label, payload);
+    snprintf(prefix, sizeof prefix, "msg_%s_w%ld", label, window);
+#define OUT(what, ...)                                                                          \
+    do {                                                                                        \
+        snprintf(metric, sizeof metric, "%s_%s", prefix, what);                                 \
+        bench_out(B->name, metric, __VA_ARGS__);                                                \
+    } while (0)
+    double wall = z.wall - a.wall, user = z.user - a.user, sys = z.sys - a.sys;
+    double mib = (double)n * (double)payload / 1048576.0;
+    double rtt_mean = 0;
+    for (long i = 0; i < n; i++) {
+        rtt_mean += rtts[i];
+    }
+    rtt_mean /= (double)n;
+    OUT("count", "%ld", n);
+    OUT("payload_bytes", "%zu", payload);
+    OUT("window", "%ld", window);
+    OUT("cpu_us_per_msg", "%.3f", (user + sys) / (double)n * 1e6);
+    OUT("user_us_per_msg", "%.3f", user / (double)n * 1e6);
+    OUT("sys_us_per_msg", "%.3f", sys / (double)n * 1e6);
+    OUT("cpu_ms_per_mib", "%.4f", (user + sys) / mib * 1e3);
+    OUT("rtt_mean_us", "%.2f", rtt_mean * 1e6);
+    OUT("rtt_p50_us", "%.2f", percentile(rtts, (size_t)n, 0.5) * 1e6);
+    OUT("rtt_p99_us", "%.2f", percentile(rtts, (size_t)n, 0.99) * 1e6);
+    OUT("msgs_per_s", "%.1f", (double)n / wall);
+    OUT("mb_per_s", "%.2f", (double)n * (double)payload / 1e6 / wall);
+    OUT("client_cpu_pct", "%.1f", 100.0 * (user + sys) / wall);
+    OUT("vcsw_per_msg", "%.2f", (double)(z.nvcsw - a.nvcsw) / (double)n);
+    double coll = ticks_s(a.echo_ticks, z.echo_ticks), squid = ticks_s(a.squid_ticks, z.squid_ticks);
+    if (coll >= 0) {
+        OUT("collector_cpu_pct", "%.1f", 100.0 * coll / wall);
+    }
+    if (squid >= 0) {
+        OUT("squid_cpu_pct", "%.1f", 100.0 * squid / wall);
+    }
+    double sc = syscalls_per(&a, &z, (double)n);
+    if (sc >= 0) {
+        OUT("syscalls_per_msg", "%.2f", sc);
+    }
+#undef OUT
+    out_machine(prefix, &a, &z);
+    free(frame);
+    free(rtts);
+    free(warm_rtts);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- main */
 
 static const char *USAGE =
@@ -644,6 +854,8 @@ static const char *USAGE =
     "  open-first [N]        N opens+closes (default 200), a fresh configuration each\n"
     "  open-reconnect [N]    N opens+closes (default 200) from one configuration\n"
     "  memory [N]            RSS and threads with 1 and N (default 100) idle tunnels\n"
+    "  messages BYTES WINDOW N  N framed messages of BYTES payload to an acknowledging\n"
+    "                        collector, at most WINDOW unacknowledged (1: each acked first)\n"
     "Reads the test environment from DTUN_TESTENV_* (dtun-testenv run); BENCH_ECHO_PID and\n"
     "BENCH_SQUID_PID, when set, name the collector and proxy processes whose CPU is reported;\n"
     "BENCH_OPEN_ECHO: bytes echoed between open and close in the open tests (default 64);\n"
@@ -651,11 +863,44 @@ static const char *USAGE =
 
 int bench_main(const struct bench_backend *b, int argc, char **argv) {
     B = b;
-    if (argc < 2 || argc > 3) {
+    if (argc < 2) {
         fprintf(stderr, USAGE, argv[0]);
         return 2;
     }
     const char *mode = argv[1];
+    if (strcmp(mode, "messages") == 0) {
+        long v[3] = {0, 0, 0};
+        for (int i = 0; i < 3 && argc == 5; i++) {
+            char *end = NULL;
+            v[i] = strtol(argv[2 + i], &end, 10);
+            if (*end != '\0' || v[i] <= 0) {
+                v[i] = 0;
+            }
+        }
+        if (argc != 5 || v[0] == 0 || v[1] == 0 || v[2] == 0) {
+            fprintf(stderr, USAGE, argv[0]);
+            return 2;
+        }
+        B = b;
+        echo_pid = env_pid("BENCH_ECHO_PID");
+        squid_pid = env_pid("BENCH_SQUID_PID");
+        const char *cs = getenv("BENCH_SYSCALLS");
+        if (cs != NULL && strcmp(cs, "1") == 0) {
+            syscalls_open();
+        }
+        if (b->init() != 0) {
+            return 1;
+        }
+        int rc = run_messages((size_t)v[0], v[1], v[2]);
+        if (rc != 0) {
+            fprintf(stderr, "%s %s: failed\n", b->name, mode);
+        }
+        return rc;
+    }
+    if (argc < 2 || argc > 3) {
+        fprintf(stderr, USAGE, argv[0]);
+        return 2;
+    }
     long count = argc == 3 ? strtol(argv[2], NULL, 10) : 0;
     if (argc == 3 && count <= 0) {
         fprintf(stderr, USAGE, argv[0]);

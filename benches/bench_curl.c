@@ -63,7 +63,12 @@ struct conn {
 static int curl_init(void) {
     const char *host = bench_env("DTUN_TESTENV_HOST");
     const char *proxy_port = bench_env("DTUN_TESTENV_SQUID_TLS_AUTH_PORT");
-    const char *echo_port = bench_env("DTUN_TESTENV_ECHO_TLS_PORT");
+    /* The collector: the TLS echo collector, or BENCH_COLLECTOR_PORT (the framed, acking
+     * collector of the messages mode: bench.sh passes DTUN_TESTENV_FRAMED_TLS_PORT). */
+    const char *echo_port = getenv("BENCH_COLLECTOR_PORT");
+    if (echo_port == NULL || *echo_port == '\0') {
+        echo_port = bench_env("DTUN_TESTENV_ECHO_TLS_PORT");
+    }
     user = bench_env("DTUN_TESTENV_SQUID_USER");
     password = bench_env("DTUN_TESTENV_SQUID_PASSWORD");
     ca = bench_env("DTUN_TESTENV_CA");
@@ -128,6 +133,13 @@ static void set_common(CURL *e) {
     curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, OPEN_TIMEOUT_MS);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    /* An experiment, off by default: the TLS 1.3 suites curl offers on both hops, in order
+     * (OpenSSL names, e.g. TLS_AES_128_GCM_SHA256). The library has no such key. */
+    const char *suites = getenv("BENCH_CURL_TLS13_CIPHERS");
+    if (suites != NULL && *suites != '\0') {
+        curl_easy_setopt(e, CURLOPT_TLS13_CIPHERS, suites);
+        curl_easy_setopt(e, CURLOPT_PROXY_TLS13_CIPHERS, suites);
+    }
 }
 
 static void *curl_context_new(void) {
