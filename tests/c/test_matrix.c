@@ -3,14 +3,24 @@
  * opened and must end with the one status this table expects for it. Tunnels that open carry
  * data (an echo, or framed messages and their acknowledgements).
  *
- *   test_matrix [--real-proxies]
+ *   test_matrix [--real-proxies] [--negotiate]
  *
  * A scenario file without an entry here fails the test: a new scenario must come with its
  * expected status. An entry whose file is missing fails too: the environment lost a scenario.
- * The squid and tinyproxy scenarios (`real` below) are written only by
- * `dtun-testenv run --real-proxies`, and the mode is explicit: with --real-proxies every one
- * of them must be there, without it none may be (ctest runs this test both ways, and a real-
- * proxy run that quietly lost its real proxies would otherwise pass as the in-repo matrix).
+ * The squid and tinyproxy scenarios (REAL below; NTLM through squid and testenv's pyspnego
+ * helper among them) are written only by `dtun-testenv run --real-proxies`, the Negotiate
+ * ones (NEGOTIATE: a real KDC and squid's negotiate_kerberos_auth) only by
+ * `dtun-testenv run --negotiate`, and the modes are explicit: with --real-proxies every REAL
+ * scenario must be there, without it none may be, and the same for --negotiate (ctest runs
+ * this test in each mode, and a run that quietly lost its real proxies would otherwise pass
+ * as the in-repo matrix). --negotiate needs a library built with the gssapi feature.
+ *
+ * Kerberos takes its credential cache from the process environment (KRB5CCNAME), which a
+ * process cannot change safely while the library's threads run: each Negotiate scenario runs
+ * in a process of its own (this program again, `test_matrix --scenario FILE`), with
+ * KRB5CCNAME naming the cache the scenario is for: the one with the user's ticket, an empty
+ * one for `*_no_ticket.yaml`, one of its own for the keytab's tickets for `*_keytab.yaml`
+ * (env.txt's KRB5_CCNAME, KRB5_EMPTY_CCNAME, KRB5_KEYTAB_CCNAME).
  *
  * The environment also writes expected.txt ("FILE STATUS_NAME" lines, its own view of each
  * scenario): it must exist, list every scenario file of the folder and no other, and agree
@@ -18,17 +28,23 @@
  *
  * All along, a logger at TRACE receives every record, and neither a record, nor a
  * dtun_last_error(), nor an open report may contain a password of env.txt or the Base64 of
- * user:password, nor 8 characters in a row of one (secrets_find() in support.c). Each open's
- * report must agree with dtun_open and, after a failure, say what to change.
+ * user:password, nor 8 characters in a row of one (secrets_find() in support.c), nor an NTLM
+ * message (Base64 "TlRMTVNT", NTLMSSP) or, in a Negotiate scenario, a SPNEGO token (Base64
+ * "YII"). Each open's report must agree with dtun_open and, after a failure, say what to
+ * change; after an open that authenticated, it names the scheme and the number of CONNECTs.
  */
 
 #define _POSIX_C_SOURCE 200809L
 
 #include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 
 #include "support.h"
 
@@ -38,13 +54,19 @@ enum traffic {
     FRAMED      /* the framed collector: messages are acknowledged */
 };
 
+/* Which environment writes a scenario, and so which mode of test_matrix requires it. */
+enum group {
+    IN_REPO = 0,  /* always: the in-repo proxies and collectors */
+    REAL = 1,     /* `dtun-testenv run --real-proxies`: squid and tinyproxy, test_matrix
+                   * --real-proxies */
+    NEGOTIATE = 2 /* `dtun-testenv run --negotiate`: a KDC and squid, test_matrix --negotiate */
+};
+
 struct expectation {
     const char *file;
     dtun_status status;
     enum traffic traffic;
-    /* 1: a real squid or tinyproxy scenario, written only by `dtun-testenv run --real-proxies`
-     * and required exactly when test_matrix runs with --real-proxies. */
-    int real;
+    enum group group;
     /* 0: TEST_OPEN_TIMEOUT_MS. */
     int32_t open_timeout_ms;
 };
@@ -78,6 +100,9 @@ static const struct expectation expectations[] = {
     {"proxy_cert_untrusted.yaml", DTUN_ERR_PROXY_CERT, NO_TRAFFIC, 0, 0},
     {"proxy_tls_on_plain_port.yaml", DTUN_ERR_PROXY_TLS, NO_TRAFFIC, 0, 0},
     {"refused.yaml", DTUN_ERR_CONNECT, NO_TRAFFIC, 0, 0},
+    /* The proxy agent_client --reconnect outlasts (example_agent_client_reconnect_restart):
+     * open here. */
+    {"restart_proxy.yaml", DTUN_OK, FRAMED, IN_REPO, 0},
 
     /* A real squid: the documentation's three examples, then every route and failure. */
     {"squid_example1.yaml", DTUN_OK, ECHO, 1, 0},
@@ -101,6 +126,25 @@ static const struct expectation expectations[] = {
     {"tinyproxy_auth.yaml", DTUN_OK, ECHO, 1, 0},
     {"tinyproxy_plain_collector.yaml", DTUN_OK, ECHO, 1, 0},
     {"tinyproxy_auth_wrong.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, 1, 0},
+    /* NTLMv2 (issue 12) through a real squid whose helper (pyspnego) checks the password:
+     * plain and TLS to the proxy, TLS to the collector inside, proxy_auth ntlm and any. */
+    {"squid_ntlm_plain.yaml", DTUN_OK, ECHO, REAL, 0},
+    {"squid_ntlm_tls.yaml", DTUN_OK, ECHO, REAL, 0},
+    {"squid_ntlm_any.yaml", DTUN_OK, ECHO, REAL, 0},
+    {"squid_ntlm_tls_any.yaml", DTUN_OK, ECHO, REAL, 0},
+    {"squid_ntlm_wrong.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, REAL, 0},
+    {"squid_ntlm_tls_any_wrong.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, REAL, 0},
+
+    /* Negotiate (Kerberos, issue 12): a real MIT KDC and squid's negotiate_kerberos_auth. The
+     * user's ticket, no ticket at all, and tickets from a client keytab (proxy_keytab). */
+    {"negotiate_plain.yaml", DTUN_OK, ECHO, NEGOTIATE, 0},
+    {"negotiate_tls.yaml", DTUN_OK, ECHO, NEGOTIATE, 0},
+    {"negotiate_any.yaml", DTUN_OK, ECHO, NEGOTIATE, 0},
+    {"negotiate_tls_any.yaml", DTUN_OK, ECHO, NEGOTIATE, 0},
+    {"negotiate_no_ticket.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, NEGOTIATE, 0},
+    {"negotiate_tls_any_no_ticket.yaml", DTUN_ERR_PROXY_AUTH, NO_TRAFFIC, NEGOTIATE, 0},
+    {"negotiate_keytab.yaml", DTUN_OK, ECHO, NEGOTIATE, 0},
+    {"negotiate_tls_keytab.yaml", DTUN_OK, ECHO, NEGOTIATE, 0},
 };
 
 #define N_EXPECTATIONS (sizeof expectations / sizeof expectations[0])
@@ -110,6 +154,22 @@ static const struct expectation expectations[] = {
 static pthread_mutex_t leak_lock = PTHREAD_MUTEX_INITIALIZER;
 static char leak[1024];
 static unsigned records;
+/* Set while a Negotiate scenario runs (in its own process): SPNEGO tokens are looked for. */
+static int negotiate_tokens;
+
+/* The form of an authentication token whose value the test cannot know: an NTLM message
+ * (Base64 of "NTLMSSP\0" starts "TlRMTVNT"), and with negotiate_tokens a SPNEGO token (DER,
+ * application tag 0: Base64 "YII"). Returns what was found, or NULL. */
+static const char *token_find(const char *text)
+{
+    if (strstr(text, "TlRMTVNT") != NULL) {
+        return "TlRMTVNT";
+    }
+    if (negotiate_tokens && strstr(text, "YII") != NULL) {
+        return "YII";
+    }
+    return NULL;
+}
 
 static void on_log(void *userdata, dtun_log_level level, const char *message)
 {
@@ -119,7 +179,7 @@ static void on_log(void *userdata, dtun_log_level level, const char *message)
         test_fail(__FILE__, __LINE__, "pthread_mutex_lock failed");
     }
     records++;
-    if (leak[0] == '\0' && secrets_find(message) != NULL) {
+    if (leak[0] == '\0' && (secrets_find(message) != NULL || token_find(message) != NULL)) {
         (void)snprintf(leak, sizeof leak, "%s", message);
     }
     if (pthread_mutex_unlock(&leak_lock) != 0) {
@@ -269,6 +329,38 @@ static int check_expected_txt(char **names, size_t count)
 
 /* ---- one scenario --------------------------------------------------------------------------- */
 
+/* The scheme a scenario authenticates with, the number of CONNECTs that takes, and what its
+ * failure's message and hint must say; scheme NULL: nothing to check. */
+struct scheme_check {
+    const char *scheme;
+    const char *rounds;
+    const char *message_has[2];
+    const char *hint_has;
+};
+
+static struct scheme_check scheme_of(const char *file)
+{
+    struct scheme_check c = {NULL, NULL, {NULL, NULL}, NULL};
+    if (strncmp(file, "proxy_digest", 12) == 0 || strncmp(file, "proxy_tls_digest", 16) == 0) {
+        c.scheme = "Digest";
+        c.rounds = "2";
+    } else if (strncmp(file, "squid_ntlm_", 11) == 0) {
+        /* The probe, the NEGOTIATE message, the AUTHENTICATE message. */
+        c.scheme = "NTLM";
+        c.rounds = "3";
+        c.message_has[0] = "NTLM credentials";
+        c.hint_has = "DOMAIN\\user";
+    } else if (strncmp(file, "negotiate_", 10) == 0) {
+        /* The probe, the token. */
+        c.scheme = "Negotiate";
+        c.rounds = "2";
+        c.message_has[0] = "kinit";
+        c.message_has[1] = "KRB5CCNAME";
+        c.hint_has = "kinit";
+    }
+    return c;
+}
+
 /* The report of the open that just ran (this thread's latest): it names the same outcome,
  * says what to change after a failure, and holds no secret. Returns 1 when it does. */
 static int check_report(const char *file, dtun_status got)
@@ -306,15 +398,30 @@ static int check_report(const char *file, dtun_status got)
         fprintf(stderr, "FAIL %s: the report text holds a Digest answer:\n%s\n", file, text);
         ok = 0;
     }
-    if (strncmp(file, "proxy_digest", 12) == 0 || strncmp(file, "proxy_tls_digest", 16) == 0) {
-        /* The report says which scheme answered and in how many CONNECTs. */
-        const char *scheme = dtun_report_get(report, "proxy.auth_scheme");
-        const char *rounds = dtun_report_get(report, "proxy.auth_rounds");
-        if (scheme == NULL || strcmp(scheme, "Digest") != 0 || rounds == NULL ||
-            strcmp(rounds, "2") != 0) {
-            fprintf(stderr, "FAIL %s: proxy.auth_scheme %s, proxy.auth_rounds %s (expected "
-                            "Digest, 2)\n",
-                    file, scheme != NULL ? scheme : "(none)", rounds != NULL ? rounds : "(none)");
+    if (text != NULL && token_find(text) != NULL) {
+        fprintf(stderr, "FAIL %s: the report text holds an NTLM or SPNEGO token:\n%s\n", file,
+                text);
+        ok = 0;
+    }
+    {
+        struct scheme_check want = scheme_of(file);
+        if (want.scheme != NULL && got == DTUN_OK) {
+            /* The report says which scheme answered and in how many CONNECTs. */
+            const char *scheme = dtun_report_get(report, "proxy.auth_scheme");
+            const char *rounds = dtun_report_get(report, "proxy.auth_rounds");
+            if (scheme == NULL || strcmp(scheme, want.scheme) != 0 || rounds == NULL ||
+                strcmp(rounds, want.rounds) != 0) {
+                fprintf(stderr, "FAIL %s: proxy.auth_scheme %s, proxy.auth_rounds %s (expected "
+                                "%s, %s)\n",
+                        file, scheme != NULL ? scheme : "(none)",
+                        rounds != NULL ? rounds : "(none)", want.scheme, want.rounds);
+                ok = 0;
+            }
+        }
+        if (want.hint_has != NULL && got != DTUN_OK &&
+            (hint == NULL || strstr(hint, want.hint_has) == NULL)) {
+            fprintf(stderr, "FAIL %s: the hint does not say \"%s\": %s\n", file, want.hint_has,
+                    hint != NULL ? hint : "(none)");
             ok = 0;
         }
     }
@@ -351,10 +458,22 @@ static int run_scenario(const struct expectation *want, uint32_t seed)
     const char *secret = secrets_find(message);
     int ok = 1;
 
-    if (strstr(message, "response=") != NULL) {
-        fprintf(stderr, "FAIL %s: dtun_last_error() holds a Digest answer: \"%s\"\n", want->file,
-                message);
+    if (strstr(message, "response=") != NULL || token_find(message) != NULL) {
+        fprintf(stderr, "FAIL %s: dtun_last_error() holds a Digest answer or an NTLM or SPNEGO "
+                        "token: \"%s\"\n", want->file, message);
         ok = 0;
+    }
+    if (got != DTUN_OK && got == want->status) {
+        /* A rejected scheme is named, with what to do about it. */
+        struct scheme_check scheme = scheme_of(want->file);
+        size_t k;
+        for (k = 0; k < 2; k++) {
+            if (scheme.message_has[k] != NULL && strstr(message, scheme.message_has[k]) == NULL) {
+                fprintf(stderr, "FAIL %s: dtun_last_error() does not say \"%s\": \"%s\"\n",
+                        want->file, scheme.message_has[k], message);
+                ok = 0;
+            }
+        }
     }
 
     if (got != want->status) {
@@ -394,26 +513,134 @@ static int run_scenario(const struct expectation *want, uint32_t seed)
     return ok;
 }
 
+/* ---- Negotiate scenarios, each in a process of its own ------------------------------------- */
+
+extern char **environ;
+
+/* The env.txt key of the credential cache a Negotiate scenario is opened with. */
+static const char *ccache_key(const char *file)
+{
+    if (str_ends_with(file, "_no_ticket.yaml")) {
+        return "KRB5_EMPTY_CCNAME";
+    }
+    if (str_ends_with(file, "_keytab.yaml")) {
+        return "KRB5_KEYTAB_CCNAME";
+    }
+    return "KRB5_CCNAME";
+}
+
+/* Runs `test_matrix --scenario FILE` (this program again) with KRB5CCNAME set to the
+ * scenario's cache and waits for it; returns 1 when it passed. */
+static int run_in_own_process(const struct expectation *want)
+{
+    const char *ccache = testenv_value(ccache_key(want->file));
+    size_t n = 0;
+    size_t i;
+    size_t j = 0;
+    char **env;
+    char *ccache_var;
+    char *args[4];
+    pid_t pid;
+    int status = 0;
+    int err;
+    size_t len = strlen("KRB5CCNAME=") + strlen(ccache) + 1;
+    while (environ[n] != NULL) {
+        n++;
+    }
+    env = (char **)calloc(n + 2, sizeof *env);
+    ccache_var = (char *)malloc(len);
+    if (env == NULL || ccache_var == NULL) {
+        test_fail(__FILE__, __LINE__, "out of memory");
+    }
+    (void)snprintf(ccache_var, len, "KRB5CCNAME=%s", ccache);
+    for (i = 0; i < n; i++) {
+        if (strncmp(environ[i], "KRB5CCNAME=", 11) != 0) {
+            env[j++] = environ[i];
+        }
+    }
+    env[j++] = ccache_var;
+    env[j] = NULL;
+    args[0] = "test_matrix";
+    args[1] = "--scenario";
+    args[2] = (char *)want->file;
+    args[3] = NULL;
+    test_note("%s: in a process of its own, KRB5CCNAME from env.txt's %s", want->file,
+              ccache_key(want->file));
+    (void)fflush(stdout);
+    (void)fflush(stderr);
+    err = posix_spawn(&pid, "/proc/self/exe", NULL, NULL, args, env);
+    free(env);
+    free(ccache_var);
+    if (err != 0) {
+        test_fail(__FILE__, __LINE__, "posix_spawn(/proc/self/exe): %s", strerror(err));
+    }
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            test_fail(__FILE__, __LINE__, "waitpid: %s", strerror(errno));
+        }
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "FAIL %s: its process ended with status %d\n", want->file, status);
+        return 0;
+    }
+    return 1;
+}
+
+/* `test_matrix --scenario FILE`: that one scenario, its log records checked as in main(). */
+static int run_one(const char *file)
+{
+    const struct expectation *want = find_expectation(file);
+    int ok;
+    if (want == NULL) {
+        fprintf(stderr, "FAIL %s: not in the table of tests/c/test_matrix.c\n", file);
+        return 1;
+    }
+    secrets_collect();
+    secrets_add(HEADER_SECRET);
+    negotiate_tokens = want->group == NEGOTIATE;
+    dtun_set_logger(on_log, NULL, DTUN_LOG_TRACE);
+    ok = run_scenario(want, 0);
+    dtun_set_logger(NULL, NULL, DTUN_LOG_TRACE);
+    if (leak[0] != '\0') {
+        fprintf(stderr, "FAIL %s: a log record holds a secret or a token: \"%s\"\n", file, leak);
+        ok = 0;
+    }
+    test_note("%s: %u log records at TRACE, none with a secret or a token", file, records);
+    secrets_free();
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     int real_mode = 0;
+    int negotiate_mode = 0;
     size_t count = 0;
     char **names;
+    int a;
     size_t i;
     size_t ran = 0;
     size_t ran_real = 0;
+    size_t ran_negotiate = 0;
     int failures = 0;
 
-    if (argc == 2 && strcmp(argv[1], "--real-proxies") == 0) {
-        real_mode = 1;
-    } else if (argc != 1) {
-        fprintf(stderr, "usage: test_matrix [--real-proxies]\n");
-        return 2;
+    if (argc == 3 && strcmp(argv[1], "--scenario") == 0) {
+        return run_one(argv[2]);
+    }
+    for (a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "--real-proxies") == 0) {
+            real_mode = 1;
+        } else if (strcmp(argv[a], "--negotiate") == 0) {
+            negotiate_mode = 1;
+        } else {
+            fprintf(stderr, "usage: test_matrix [--real-proxies] [--negotiate]\n");
+            return 2;
+        }
     }
     test_note("mode: %s", real_mode ? "--real-proxies: every squid and tinyproxy scenario is "
                                       "required"
-                                    : "in-repo proxies only: no squid or tinyproxy scenario "
-                                      "may be there");
+                                    : "no squid or tinyproxy scenario may be there");
+    test_note("mode: %s", negotiate_mode ? "--negotiate: every Negotiate scenario is required"
+                                         : "no Negotiate scenario may be there");
 
     secrets_collect();
     secrets_add(HEADER_SECRET);
@@ -429,24 +656,37 @@ int main(int argc, char **argv)
             failures++;
             continue;
         }
-        if (want->real && !real_mode) {
+        if (want->group == REAL && !real_mode) {
             fprintf(stderr, "FAIL %s: a real-proxy scenario, but test_matrix runs without "
                             "--real-proxies (pass it inside `dtun-testenv run --real-proxies`)\n",
                     names[i]);
             failures++;
             continue;
         }
-        if (!run_scenario(want, (uint32_t)i)) {
+        if (want->group == NEGOTIATE && !negotiate_mode) {
+            fprintf(stderr, "FAIL %s: a Negotiate scenario, but test_matrix runs without "
+                            "--negotiate (pass it inside `dtun-testenv run --negotiate`)\n",
+                    names[i]);
+            failures++;
+            continue;
+        }
+        if (want->group == NEGOTIATE ? !run_in_own_process(want)
+                                     : !run_scenario(want, (uint32_t)i)) {
             failures++;
         }
         ran++;
-        ran_real += (size_t)want->real;
+        ran_real += (size_t)(want->group == REAL);
+        ran_negotiate += (size_t)(want->group == NEGOTIATE);
     }
     for (i = 0; i < N_EXPECTATIONS; i++) {
         const struct expectation *want = &expectations[i];
-        if ((!want->real || real_mode) && scenario_index(want->file, names, count) == count) {
+        int required = want->group == IN_REPO || (want->group == REAL && real_mode) ||
+                       (want->group == NEGOTIATE && negotiate_mode);
+        if (required && scenario_index(want->file, names, count) == count) {
             fprintf(stderr, "FAIL %s: the environment did not write this %sscenario\n", want->file,
-                    want->real ? "real-proxy " : "");
+                    want->group == REAL        ? "real-proxy "
+                    : want->group == NEGOTIATE ? "Negotiate "
+                                               : "");
             failures++;
         }
     }
@@ -454,10 +694,11 @@ int main(int argc, char **argv)
 
     dtun_set_logger(NULL, NULL, DTUN_LOG_TRACE);
     if (leak[0] != '\0') {
-        fprintf(stderr, "FAIL: a log record holds a secret: \"%s\"\n", leak);
+        fprintf(stderr, "FAIL: a log record holds a secret or a token: \"%s\"\n", leak);
         failures++;
     }
-    test_note("%u log records at TRACE, none with a password or its Base64 (%zu secrets)",
+    test_note("%u log records at TRACE, none with a password, its Base64 or a token (%zu "
+              "secrets)",
               records, secrets_count());
 
     for (i = 0; i < count; i++) {
@@ -469,7 +710,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;
     }
-    test_note("all %zu scenarios behaved as expected, %zu of them through squid or tinyproxy",
-              ran, ran_real);
+    test_note("all %zu scenarios behaved as expected, %zu of them through squid or tinyproxy, "
+              "%zu through squid with Negotiate",
+              ran, ran_real, ran_negotiate);
     return 0;
 }
