@@ -15,12 +15,26 @@
 # Usage: scripts/c-tests.sh            (from anywhere; it works from the repository root)
 #        DTUN_REQUIRE_REAL_PROXIES=ON DTUN_REQUIRE_VALGRIND=ON scripts/c-tests.sh
 #                                     (fail, not skip, without squid/tinyproxy or valgrind)
+#        scripts/c-tests.sh --negotiate
+#                                     (only Negotiate through the C API, in a second build
+#                                     tree, build/cmake-gssapi, whose library has the gssapi
+#                                     feature: see below)
 # Needs: cargo, cmake >= 3.20, a C and a C++ compiler, pkg-config, readelf and nm (binutils);
 # valgrind, squid-openssl and tinyproxy are optional (their tests are skipped without them).
 # Exits non-zero at the first failure, saying which step failed.
 set -eu
 
 cd "$(dirname "$0")/.."
+
+negotiate=0
+case ${1:-} in
+    --negotiate) negotiate=1 ;;
+    "") ;;
+    *)
+        echo "usage: scripts/c-tests.sh [--negotiate]" >&2
+        exit 2
+        ;;
+esac
 
 build=build/cmake
 testenv=$build/cargo/debug/dtun-testenv
@@ -44,12 +58,34 @@ for tool in cargo cmake ctest cc pkg-config readelf nm; do
     command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed"
 done
 
+# --negotiate: Negotiate (Kerberos) through the C API. The main build below has the gssapi
+# feature off (it links fully static programs, and Debian has no static libgssapi_krb5), so
+# this is a build tree of its own with the feature on and required, of which only what the
+# Negotiate tests run is built: the shared library, test_matrix, tunnel_check, dtun-testenv.
+# ctest then runs the tests labelled negotiate there (a real MIT KDC and squid with
+# negotiate_kerberos_auth, started by dtun-testenv --negotiate); none registered is a failure.
+if [ "$negotiate" -eq 1 ]; then
+    build=build/cmake-gssapi
+    step "configure (build tree $build, the library with the gssapi feature)"
+    run cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DDTUN_GSSAPI=ON \
+        -DDTUN_REQUIRE_GSSAPI=ON -DDTUN_BUILD_TOOLS=OFF \
+        -DDTUN_REQUIRE_REAL_PROXIES="${DTUN_REQUIRE_REAL_PROXIES:-OFF}"
+    step "build: the library (gssapi), test_matrix, tunnel_check, dtun-testenv"
+    run cmake --build "$build" --parallel "$jobs" \
+        --target dragent_tunnel_cargo test_matrix tunnel_check dtun_testenv
+    step "ctest -L negotiate: Negotiate through the C API against a real KDC and squid"
+    run ctest --test-dir "$build" --output-on-failure --parallel "$jobs" -L negotiate \
+        --no-tests=error
+    step "Negotiate through the C API: all passed"
+    exit 0
+fi
+
 # DTUN_REQUIRE_REAL_PROXIES=ON and DTUN_REQUIRE_VALGRIND=ON (CI sets both) make a missing
 # squid/tinyproxy or valgrind an error instead of a skipped test.
 step "configure (build tree $build)"
 # DTUN_GSSAPI=OFF: this build also makes the fully static consumers (-static), and MIT krb5
 # ships no static libgssapi_krb5 on Debian; the gssapi feature is tested by cargo in
-# scripts/test.sh (real KDC and squid's helper).
+# scripts/test.sh (real KDC and squid's helper), and through the C API by --negotiate above.
 run cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DDTUN_GSSAPI=OFF \
     -DDTUN_REQUIRE_REAL_PROXIES="${DTUN_REQUIRE_REAL_PROXIES:-OFF}" \
     -DDTUN_REQUIRE_VALGRIND="${DTUN_REQUIRE_VALGRIND:-OFF}" \
