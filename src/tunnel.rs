@@ -331,6 +331,16 @@ async fn send_connect(
                 format!("proxy {peer}: connection failed during CONNECT to {target}: {e}"),
             )
         };
+        if reused && !exchange.needs_same_connection() && peer_closed(&mut stream).await {
+            // The proxy closed the connection it kept after its 407 before anything more
+            // was written on it: the request goes on a new one (nothing reached the proxy).
+            crate::dtun_log!(
+                DTUN_LOG_DEBUG,
+                "proxy {peer} closed the connection it kept after its 407: connecting again"
+            );
+            reused = false;
+            stream = reconnect_proxy(plan, addrs, peer, progress).await?;
+        }
         // The first request was built with the plan (Basic in it under proxy_auth: basic).
         let bytes = request.as_ref().unwrap_or(&proxy.request);
         let written = match stream.write_all(bytes.expose()).await {
@@ -358,18 +368,22 @@ async fn send_connect(
         );
         let Some((head, rest)) = read_reply(&mut stream, plan, &exchange, peer, progress).await?
         else {
-            if reused && !exchange.needs_same_connection() {
-                // Closed before a byte of reply: the kept connection had gone away; once
-                // more on a new one.
-                crate::dtun_log!(
-                    DTUN_LOG_DEBUG,
-                    "proxy {peer} closed the connection it kept after its 407: connecting again"
-                );
-                reused = false;
-                stream = reconnect_proxy(plan, addrs, peer, progress).await?;
-                continue;
-            }
-            let why = crate::proxy::ParseError::CutShort(0).to_string();
+            // Closed before a byte of reply. Credentials written may have reached the proxy
+            // (which counts failures): never sent twice. A request without them goes again
+            // on a new connection when the kept one had gone away.
+            let why = match exchange.unanswered() {
+                None if reused => {
+                    crate::dtun_log!(
+                        DTUN_LOG_DEBUG,
+                        "proxy {peer} closed the connection it kept after its 407: connecting again"
+                    );
+                    reused = false;
+                    stream = reconnect_proxy(plan, addrs, peer, progress).await?;
+                    continue;
+                }
+                Some(why) if reused => why,
+                _ => crate::proxy::ParseError::CutShort(0).to_string(),
+            };
             return Err(protocol_error(plan, &exchange, peer, &why));
         };
         let reason = plan.redact_with(exchange.sent_values(), &head.reason, 80);
@@ -423,6 +437,7 @@ async fn send_connect(
                     schemes.join(", ")
                 };
                 let challenges = parse_challenges(&head.challenges);
+                exchange.reply_closes(head.closes);
                 let value = match exchange.on_challenge(&challenges) {
                     Decision::Retry(value) => value,
                     Decision::Fail(failure) => {
@@ -569,6 +584,18 @@ async fn drain_body(
         }
     }
     Ok(true)
+}
+
+/// Whether the proxy already ended a connection it kept after its 407: its close (or an
+/// error, or bytes nobody asked for) is there to be read before we write on it. Does not
+/// wait.
+async fn peer_closed(stream: &mut BoxStream) -> bool {
+    let mut byte = [0u8; 1];
+    std::future::poll_fn(|cx| {
+        let mut buf = ReadBuf::new(&mut byte);
+        Poll::Ready(Pin::new(&mut *stream).poll_read(cx, &mut buf).is_ready())
+    })
+    .await
 }
 
 /// A new connection to the proxy (TCP, and TLS when configured), for the next CONNECT of

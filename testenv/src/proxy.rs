@@ -36,9 +36,10 @@ const DRIBBLE_MAX_BYTES: usize = 6000;
 /// [`Fault::EndlessHeaders`] stops after this many bytes.
 const ENDLESS_MAX_BYTES: usize = 1 << 30;
 
-/// The 407 answer to a request without valid credentials when auth is required.
+/// The 407 answer to a request without valid credentials when Basic auth is required; the
+/// proxy closes the connection after it, and says so.
 pub const RESPONSE_407: &str = "HTTP/1.1 407 Proxy Authentication Required\r\n\
-Proxy-Authenticate: Basic realm=\"dtun\"\r\nContent-Length: 0\r\n\r\n";
+Proxy-Authenticate: Basic realm=\"dtun\"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
 /// The answer that opens a tunnel.
 pub const RESPONSE_200: &str = "HTTP/1.1 200 Connection established\r\n\r\n";
 /// The answer when the CONNECT target cannot be reached.
@@ -114,7 +115,39 @@ pub enum Fault {
     EndlessChallenge,
     /// A 407 with a Digest challenge without a nonce, kept alive: a client must not answer it.
     DigestNoNonce,
+    /// With [`ProxyOptions::digest`] (kept alive): the first 407 as usual, then the request
+    /// that carries credentials is recorded and the connection closed without a byte of
+    /// answer, as a proxy going away at the wrong moment would. Later connections are
+    /// served as usual.
+    DigestCloseOnCredentials,
+    /// With [`ProxyOptions::digest`]: each 407 has a body but neither `Content-Length` nor
+    /// chunked framing (so, RFC 9112, its body runs until the close), and says
+    /// `Connection: keep-alive`; the proxy then keeps the connection open and reads on it.
+    /// A client must neither wait for the body's end nor send on that connection again.
+    DigestUnframed407,
+    /// Like [`Fault::DigestUnframed407`], then the proxy closes the connection (what ends
+    /// such a body).
+    DigestUnframed407ThenClose,
+    /// With [`ProxyOptions::digest`] (kept alive): on the first connection, the 407 says
+    /// nothing of a close, and the proxy closes the connection right after it; later
+    /// connections are served as usual.
+    DigestSilentClose,
+    /// With [`ProxyOptions::digest`]: each 407 offers, in this order, `Negotiate`, the
+    /// Digest challenge, `NTLM` and `Basic realm="dtun"`; only the Digest answer opens.
+    DigestAmongSchemes,
+    /// A 407 offering `Negotiate` (kept alive); the next request on the connection, which
+    /// should carry the client's token, is recorded and the connection closed without a byte
+    /// of answer.
+    NegotiateCloseOnToken,
+    /// A 407 offering `Negotiate` (kept alive); the next request gets a 407 with a Negotiate
+    /// continuation token ([`NEGOTIATE_CONTINUATION`]) and `Connection: close`, and the
+    /// connection is closed: a client has nowhere to send its next token.
+    NegotiateContinueAndClose,
 }
+
+/// The token of [`Fault::NegotiateContinueAndClose`]'s second 407 (base64; not a real
+/// SPNEGO token: a client must not get as far as reading it).
+pub const NEGOTIATE_CONTINUATION: &str = "oRQwEqADCgEBoQsGCSqGSIb3EgECAg==";
 
 impl Fault {
     /// True for the variants that answer with a success after the usual checks and relay.
@@ -127,6 +160,11 @@ impl Fault {
                 | Fault::Http10NoContent204
                 | Fault::Ok200WithFirstBytes
                 | Fault::Http10Ok
+                | Fault::DigestCloseOnCredentials
+                | Fault::DigestUnframed407
+                | Fault::DigestUnframed407ThenClose
+                | Fault::DigestSilentClose
+                | Fault::DigestAmongSchemes
         )
     }
 }
@@ -190,6 +228,16 @@ struct Shared {
     opts: ProxyOptions,
     requests: Mutex<Vec<ConnectRequest>>,
     tunnels: AtomicUsize,
+    connections: AtomicUsize,
+}
+
+impl Shared {
+    fn record(&self, request: &ConnectRequest) {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(request.clone());
+    }
 }
 
 /// An HTTP CONNECT proxy on `127.0.0.1` for tests. Stops, tunnels included, when dropped.
@@ -215,6 +263,7 @@ impl TestProxy {
             opts,
             requests: Mutex::new(Vec::new()),
             tunnels: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
         });
         let for_task = Arc::clone(&shared);
         let task = ServerTask::spawn(listener, move |stream, peer| {
@@ -245,6 +294,11 @@ impl TestProxy {
     /// How many tunnels it has opened so far (success answered and upstream connected).
     pub fn tunnels_opened(&self) -> usize {
         self.shared.tunnels.load(Ordering::SeqCst)
+    }
+
+    /// How many client connections it has accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
     }
 }
 
@@ -405,6 +459,7 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) 
             eprintln!("proxy: {line}");
         }
     };
+    let connection = shared.connections.fetch_add(1, Ordering::SeqCst);
     if opts.fault == Fault::ResetAfter200 && set_reset_on_close(&stream).is_err() {
         return;
     }
@@ -475,7 +530,8 @@ async fn serve_client(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) 
     }
     let (request, leftover) = match &opts.digest {
         Some(digest) => {
-            match digest_exchange(&mut client, request, leftover, digest, &shared).await {
+            match digest_exchange(&mut client, request, leftover, digest, &shared, connection).await
+            {
                 Some(parts) => parts,
                 None => return,
             }
@@ -612,6 +668,9 @@ async fn hostile(mut client: BoxedIo, request: &ConnectRequest, shared: &Shared)
                 wait_for_client_close(&mut client).await;
             }
         }
+        Fault::NegotiateCloseOnToken | Fault::NegotiateContinueAndClose => {
+            negotiate_then_close(client, shared).await
+        }
         Fault::Refused502WithBody => {
             let answer = format!(
                 "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\n\
@@ -640,7 +699,78 @@ async fn hostile(mut client: BoxedIo, request: &ConnectRequest, shared: &Shared)
         | Fault::Ok200WithContentLength
         | Fault::Http10NoContent204
         | Fault::Ok200WithFirstBytes
-        | Fault::Http10Ok => unreachable!("tunnel-opening faults are handled by serve_client"),
+        | Fault::Http10Ok
+        | Fault::DigestCloseOnCredentials
+        | Fault::DigestUnframed407
+        | Fault::DigestUnframed407ThenClose
+        | Fault::DigestSilentClose
+        | Fault::DigestAmongSchemes => {
+            unreachable!("tunnel-opening faults are handled by serve_client")
+        }
+    }
+}
+
+/// [`Fault::NegotiateCloseOnToken`] and [`Fault::NegotiateContinueAndClose`]: a `Negotiate`
+/// 407 kept alive, then the next request (the token) is recorded and answered by a close, or
+/// by a 407 with a continuation token and `Connection: close`.
+async fn negotiate_then_close(mut client: BoxedIo, shared: &Shared) {
+    let challenge = b"HTTP/1.1 407 Proxy Authentication Required\r\n\
+        Proxy-Authenticate: Negotiate\r\nContent-Length: 0\r\n\r\n";
+    if send(&mut client, challenge).await.is_err() {
+        return;
+    }
+    let Ok(Some((head, _))) = read_head(&mut client, true).await else {
+        return;
+    };
+    shared.record(&parse_head(&head));
+    if shared.opts.fault == Fault::NegotiateContinueAndClose {
+        let answer = format!(
+            "HTTP/1.1 407 Proxy Authentication Required\r\n\
+             Proxy-Authenticate: Negotiate {NEGOTIATE_CONTINUATION}\r\n\
+             Connection: close\r\nContent-Length: 0\r\n\r\n"
+        );
+        answer_and_close(&mut client, answer.as_bytes()).await;
+    } else {
+        close_gracefully(&mut client).await;
+    }
+}
+
+/// A Digest 407 as [`ProxyOptions::fault`] shapes it: other schemes around the challenge
+/// ([`Fault::DigestAmongSchemes`]), or a body without framing ([`Fault::DigestUnframed407`]).
+fn shaped_407(fault: Fault, answer: Vec<u8>) -> Vec<u8> {
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    match fault {
+        Fault::DigestAmongSchemes => {
+            let Some((status, rest)) = text.split_once("\r\n") else {
+                return answer;
+            };
+            let mut out = format!("{status}\r\nProxy-Authenticate: Negotiate\r\n");
+            let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+            out.push_str(head);
+            out.push_str(
+                "\r\nProxy-Authenticate: NTLM\r\nProxy-Authenticate: Basic realm=\"dtun\"\r\n\r\n",
+            );
+            out.push_str(body);
+            out.into_bytes()
+        }
+        Fault::DigestUnframed407 | Fault::DigestUnframed407ThenClose => {
+            let head = text.split("\r\n\r\n").next().unwrap_or("");
+            let mut out: String = head
+                .split("\r\n")
+                .filter(|line| {
+                    let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
+                    !matches!(
+                        name.as_str(),
+                        "content-length" | "transfer-encoding" | "connection"
+                    )
+                })
+                .map(|line| format!("{line}\r\n"))
+                .collect();
+            out.push_str("Connection: keep-alive\r\n\r\n");
+            out.push_str(crate::digest::PAGE_407);
+            out.into_bytes()
+        }
+        _ => answer,
     }
 }
 
@@ -765,6 +895,7 @@ async fn digest_exchange(
     mut leftover: Vec<u8>,
     digest: &crate::digest::DigestAuth,
     shared: &Shared,
+    connection: usize,
 ) -> Option<(ConnectRequest, Vec<u8>)> {
     use crate::digest::{challenge, check, Body407, Check};
     let log = |line: &str| {
@@ -800,10 +931,17 @@ async fn digest_exchange(
                 Some(_) => "wrong credentials",
             }
         ));
-        if send(client, &challenge(digest, &nonce, stale))
+        let fault = shared.opts.fault;
+        if send(client, &shaped_407(fault, challenge(digest, &nonce, stale)))
             .await
             .is_err()
         {
+            return None;
+        }
+        if fault == Fault::DigestUnframed407ThenClose
+            || (fault == Fault::DigestSilentClose && connection == 0)
+        {
+            close_gracefully(client).await;
             return None;
         }
         if digest.body == Body407::Endless {
@@ -827,11 +965,14 @@ async fn digest_exchange(
         let (head, rest) = read_head(&mut prefixed, true).await.ok()??;
         request = parse_head(&head);
         leftover = rest;
-        shared
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(request.clone());
+        shared.record(&request);
+        if fault == Fault::DigestCloseOnCredentials
+            && request.header("Proxy-Authorization").is_some()
+        {
+            log("credentials on the kept connection: closing without an answer");
+            close_gracefully(client).await;
+            return None;
+        }
     }
 }
 

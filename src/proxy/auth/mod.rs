@@ -260,6 +260,11 @@ pub enum Failure {
     },
     /// [`MAX_ROUNDS`] CONNECTs were sent.
     TooManyRounds,
+    /// The proxy's 407 carries the next step of a scheme that needs one connection for all
+    /// its steps (NTLM's CHALLENGE, a Negotiate continuation) but closes that connection
+    /// (`Connection: close`, a body delimited by the close): the answer would have nowhere
+    /// to go.
+    ClosedMidExchange(Scheme),
     /// Negotiate (Kerberos) failed: the negotiate module's message, which ends with its hint
     /// (`...; hint: ...`). It never holds a token.
     Negotiate {
@@ -317,6 +322,11 @@ pub struct Exchange<'a> {
     /// Whether the request now due answers a challenge of this very connection (NTLM's
     /// AUTHENTICATE): then it cannot go on a new one.
     bound: bool,
+    /// Whether the connection of the 407 being answered closes after it.
+    closing: bool,
+    /// The scheme of the credentials in the request now due (`None`: none, or NTLM's
+    /// NEGOTIATE, which proves nothing).
+    carrying: Option<Scheme>,
     /// Every `Proxy-Authorization` value sent, to redact from messages.
     sent_values: Vec<Secret>,
     /// Negotiate's service and credentials.
@@ -359,6 +369,8 @@ impl<'a> Exchange<'a> {
             ntlm_negotiated: false,
             ntlm_authenticated: false,
             bound: false,
+            closing: false,
+            carrying: None,
             sent_values: Vec::new(),
             negotiate: NegotiateSetup::default(),
             negotiate_skipped: None,
@@ -379,7 +391,10 @@ impl<'a> Exchange<'a> {
     pub fn first(&mut self) -> Option<Secret> {
         self.rounds = 1;
         match (&self.mode, &self.credentials) {
-            (Some(ProxyAuth::Basic), Some(c)) => Some(self.send_basic(c.user, c.password)),
+            (Some(ProxyAuth::Basic), Some(c)) => {
+                self.carrying = Some(Scheme::Basic);
+                Some(self.send_basic(c.user, c.password))
+            }
             // NTLM's NEGOTIATE waits for the proxy's 407 too: squid 5.7 answers a NEGOTIATE
             // on a connection it has not challenged yet with a bare `NTLM` (no CHALLENGE).
             _ => None,
@@ -402,6 +417,10 @@ impl<'a> Exchange<'a> {
         }
         if self.ntlm_authenticated {
             return Decision::Fail(Failure::Rejected(Scheme::Ntlm));
+        }
+        if self.closing {
+            // The AUTHENTICATE answers this connection's CHALLENGE: not made, not sent.
+            return Decision::Fail(Failure::ClosedMidExchange(Scheme::Ntlm));
         }
         let bad = |why: String| {
             Decision::Fail(Failure::BadChallenge {
@@ -492,13 +511,43 @@ impl<'a> Exchange<'a> {
         value
     }
 
+    /// Tells whether the connection of the 407 about to be answered closes after it
+    /// ([`crate::proxy::ReplyHead::closes`]): then the next step of NTLM or Negotiate, which
+    /// belongs to that connection, is not made ([`Failure::ClosedMidExchange`]). Unset, the
+    /// connection is taken to stay.
+    pub fn reply_closes(&mut self, closes: bool) {
+        self.closing = closes;
+    }
+
     /// The next step after a 407 carrying `challenges`.
     pub fn on_challenge(&mut self, challenges: &[Challenge]) -> Decision {
         let decision = self.decide(challenges);
         if matches!(decision, Decision::Retry(_)) {
             self.rounds += 1;
+            self.carrying = match self.sent {
+                Some(Scheme::Ntlm) if !self.ntlm_authenticated => None,
+                sent => sent,
+            };
         }
         decision
+    }
+
+    /// After the proxy closed the connection without a byte of reply to the CONNECT just
+    /// sent. `None`: that CONNECT carried no credentials (the first one, or NTLM's NEGOTIATE),
+    /// so it may go again on a new connection. Otherwise why the open ends here: the
+    /// credentials were written and may have reached the proxy, which may have counted
+    /// them; the same credentials twice in one open could lock the account.
+    pub fn unanswered(&self) -> Option<String> {
+        let scheme = self.carrying?;
+        Some(if self.bound {
+            format!(
+                "closed the connection in the middle of {scheme} authentication (one connection for all its steps) without answering the CONNECT"
+            )
+        } else {
+            format!(
+                "closed the connection without answering the CONNECT with {scheme} credentials; not sent again (the proxy may count a failed login)"
+            )
+        })
     }
 
     fn decide(&mut self, challenges: &[Challenge]) -> Decision {
@@ -652,6 +701,10 @@ impl<'a> Exchange<'a> {
             else {
                 return fail(client.rejected());
             };
+            if self.closing {
+                // The next token would answer this connection's context: not made.
+                return Decision::Fail(Failure::ClosedMidExchange(Scheme::Negotiate));
+            }
             let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(token) else {
                 return Decision::Fail(Failure::BadChallenge {
                     scheme: Scheme::Negotiate,
@@ -799,6 +852,9 @@ impl Failure {
                 "no tunnel after {MAX_ROUNDS} CONNECTs; the proxy offers: {offered}"
             ),
             Failure::Negotiate { message } => message.clone(),
+            Failure::ClosedMidExchange(scheme) => format!(
+                "the proxy closes the connection in the middle of {scheme} authentication, which needs one connection for all its steps; the proxy offers: {offered}"
+            ),
         }
     }
 
@@ -822,6 +878,9 @@ impl Failure {
             ),
             Failure::BadChallenge { .. } => "the proxy's challenge cannot be answered: see the message, and its administrator".into(),
             Failure::TooManyRounds => "the proxy kept asking for credentials: check http_proxy.proxy_user and http_proxy.proxy_password, and http_proxy.proxy_auth".into(),
+            Failure::ClosedMidExchange(scheme) => format!(
+                "the proxy does not keep the connection between the steps of {scheme} (its keep-alive is off, or something in between closes it): ask for client connections to be kept alive, or set http_proxy.proxy_auth to another scheme it offers ({offered})"
+            ),
             Failure::Negotiate { message } => match message.rsplit_once("; hint: ") {
                 Some((_, hint)) => hint.to_owned(),
                 None => "see the message: the Kerberos ticket (kinit, KRB5CCNAME) or http_proxy.proxy_keytab".into(),

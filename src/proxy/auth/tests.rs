@@ -674,3 +674,93 @@ fn ntlm_under_any_after_a_probe_and_hostile_challenges() {
         }
     }
 }
+
+/// Which CONNECTs may go again on a new connection after the proxy closed without a byte of
+/// reply: only those without credentials (the first of `any`, NTLM's NEGOTIATE); one with
+/// credentials is never sent twice (the proxy may have counted it).
+#[test]
+fn only_a_connect_without_credentials_is_sent_again_after_a_silent_close() {
+    let password = pw();
+    let mut x = exchange(Some(ProxyAuth::Basic), &password);
+    assert!(x.first().is_some());
+    let why = x.unanswered().expect("Basic went with the first CONNECT");
+    assert!(
+        why.contains("Basic credentials") && why.contains("not sent again"),
+        "{why}"
+    );
+
+    let mut x = exchange(Some(ProxyAuth::Any), &password);
+    assert!(x.first().is_none());
+    assert_eq!(x.unanswered(), None, "the probe carries nothing");
+    assert!(matches!(
+        x.on_challenge(&parse(&[DIGEST])),
+        Decision::Retry(_)
+    ));
+    let why = x.unanswered().expect("the Digest answer");
+    assert!(why.contains("Digest credentials"), "{why}");
+
+    let user_password = pw();
+    let mut x = Exchange::new(
+        Some(ProxyAuth::Ntlm),
+        Some(Credentials {
+            user: "CORP\\agent",
+            password: &user_password,
+        }),
+        "c:1",
+    );
+    x.first();
+    assert!(matches!(
+        x.on_challenge(&parse(&["NTLM"])),
+        Decision::Retry(_)
+    ));
+    assert_eq!(x.unanswered(), None, "the NEGOTIATE proves nothing");
+    assert!(matches!(
+        x.on_challenge(&parse(&[&ntlm_type2()])),
+        Decision::Retry(_)
+    ));
+    let why = x.unanswered().expect("the AUTHENTICATE");
+    assert!(why.contains("in the middle of NTLM"), "{why}");
+    for secret in x.sent_values() {
+        assert!(!why.contains(&text(secret)));
+    }
+}
+
+/// A 407 whose connection closes, carrying the next step of a connection-bound scheme: the
+/// step is not made (it would answer a connection that is gone), and the failure says so.
+#[test]
+fn a_closing_407_mid_ntlm_is_not_answered() {
+    let password = pw();
+    let mut x = Exchange::new(
+        Some(ProxyAuth::Ntlm),
+        Some(Credentials {
+            user: "CORP\\agent",
+            password: &password,
+        }),
+        "c:1",
+    );
+    x.first();
+    // The probe's 407 may close: the NEGOTIATE goes on a new connection.
+    x.reply_closes(true);
+    assert!(matches!(
+        x.on_challenge(&parse(&["NTLM"])),
+        Decision::Retry(_)
+    ));
+    x.reply_closes(true);
+    let failure = match x.on_challenge(&parse(&[&ntlm_type2()])) {
+        Decision::Fail(f @ Failure::ClosedMidExchange(Scheme::Ntlm)) => f,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(x.sent_values().len(), 0, "no AUTHENTICATE made");
+    let message = failure.describe("NTLM");
+    assert!(message.contains("in the middle of NTLM"), "{message}");
+    assert!(message.contains("one connection"), "{message}");
+    assert!(failure.hint("NTLM").contains("kept alive"));
+    // Digest answers a closing 407 on a new connection as before.
+    let mut x = exchange(Some(ProxyAuth::Digest), &password);
+    x.first();
+    x.reply_closes(true);
+    assert!(matches!(
+        x.on_challenge(&parse(&[DIGEST])),
+        Decision::Retry(_)
+    ));
+}
