@@ -111,6 +111,25 @@ fn no_ticket_fails_with_the_kinit_hint() {
     assert!(result.contains("KRB5CCNAME"), "{result}");
 }
 
+/// An expired ticket (kinit -l 2s, then polled until `klist -s` fails and the KDC refuses
+/// it, past its clock-skew allowance): the KDC's "Ticket expired", sorted as such, with the
+/// kinit hint.
+#[test]
+fn an_expired_ticket_fails_with_the_kinit_hint() {
+    let Some((kdc, helper)) = setup("an_expired_ticket_fails_with_the_kinit_hint") else {
+        return;
+    };
+    let expired = format!("FILE:{}", kdc.dir().join("expired-ccache").display());
+    kdc.kinit_with_lifetime(&expired, std::time::Duration::from_secs(2))
+        .expect("kinit -l 2s");
+    kdc.wait_until_expired(&expired, std::time::Duration::from_secs(60))
+        .expect("the ticket expires");
+    let result = run_child(&kdc, &helper, "ccache", &expired);
+    assert!(result.starts_with("ERROR TicketExpired "), "{result}");
+    assert!(result.contains("kinit"), "{result}");
+    assert!(result.contains("expired"), "{result}");
+}
+
 #[test]
 fn unknown_service_principal_is_named() {
     let Some((kdc, helper)) = setup("unknown_service_principal_is_named") else {

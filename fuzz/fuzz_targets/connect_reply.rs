@@ -1,10 +1,11 @@
 //! The CONNECT reply parser fed arbitrary bytes in arbitrary splits: it never panics, never
 //! buffers past its cap, a completed reply is a final one (interim `1xx` replies skipped,
-//! every head together within the cap) handing back exactly the bytes that followed it, and
-//! the split makes no difference to the outcome.
+//! every head together within the cap) handing back exactly the bytes that followed it, a
+//! body delimited by the close marks the connection as closing, and the split makes no
+//! difference to the outcome.
 #![no_main]
 
-use dragent_tunnel::proxy::{ParseError, ReplyHead, ReplyParser, MAX_REPLY_HEAD};
+use dragent_tunnel::proxy::{BodyLength, ParseError, ReplyHead, ReplyParser, MAX_REPLY_HEAD};
 use libfuzzer_sys::fuzz_target;
 
 /// What a run of the parser came to, comparable across splits (a `Malformed` text previews
@@ -32,6 +33,11 @@ fn run<'a>(chunks: impl Iterator<Item = &'a [u8]>, input: &[u8]) -> Run {
                 assert!(fed - rest.len() <= MAX_REPLY_HEAD);
                 assert!(!head.is_interim(), "{head:?}");
                 assert!(head.code == 101 || head.code >= 200, "{head:?}");
+                // A body delimited by the close means the connection closes; a 2xx has none.
+                if head.body == BodyLength::UntilClose {
+                    assert!(head.closes, "{head:?}");
+                    assert!(!(200..=299).contains(&head.code), "{head:?}");
+                }
                 let mut rest = rest;
                 rest.extend_from_slice(&input[fed..]);
                 return Run::Done(head, rest, parser.interim_replies());

@@ -45,6 +45,8 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("kdb5_util", "krb5-kdc"),
     ("kadmin.local", "krb5-admin-server"),
     ("kinit", "krb5-user"),
+    ("klist", "krb5-user"),
+    ("kvno", "krb5-user"),
 ];
 
 /// `None` when the KDC programs are installed; otherwise what is missing, with the Debian
@@ -65,6 +67,12 @@ pub fn kdc_missing() -> Option<String> {
 /// squid's Kerberos Negotiate helper (`negotiate_kerberos_auth`, Debian squid-openssl).
 pub fn negotiate_helper() -> Option<PathBuf> {
     crate::squid::helper("negotiate_kerberos_auth")
+}
+
+/// squid's Digest helper (`digest_file_auth`, Debian squid-openssl), for a proxy that offers
+/// Negotiate and Digest side by side.
+pub fn digest_helper() -> Option<PathBuf> {
+    crate::squid::helper("digest_file_auth")
 }
 
 /// A running KDC with its realm, principals, keytabs and the user's credential cache.
@@ -146,6 +154,80 @@ impl Kdc {
         let mut kinit = self.command("kinit")?;
         kinit.arg(format!("{USER}@{REALM}"));
         run_with_input(&mut kinit, format!("{USER_PASSWORD}\n").as_bytes())
+    }
+
+    /// `kinit`s [`USER`] into the credential cache `ccache` (a `FILE:` name) with a ticket
+    /// that lives `lifetime` (`kinit -l`, whole seconds, at least 1): for the expired-ticket
+    /// tests, with [`Kdc::wait_until_expired`].
+    pub fn kinit_with_lifetime(&self, ccache: &str, lifetime: Duration) -> io::Result<()> {
+        let mut kinit = self.command("kinit")?;
+        kinit
+            .env("KRB5CCNAME", ccache)
+            .args([
+                "-l",
+                &format!("{}s", lifetime.as_secs().max(1)),
+                "-c",
+                ccache,
+            ])
+            .arg(format!("{USER}@{REALM}"));
+        run_with_input(&mut kinit, format!("{USER_PASSWORD}\n").as_bytes())
+    }
+
+    /// Whether `ccache` holds a ticket that is still valid: `klist -s` (silent; exit status 0
+    /// only when the cache can be read and its tickets have not expired).
+    pub fn has_valid_ticket(&self, ccache: &str) -> io::Result<bool> {
+        let status = self
+            .command("klist")?
+            .env("KRB5CCNAME", ccache)
+            .args(["-s", "-c", ccache])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        Ok(status.success())
+    }
+
+    /// Whether the KDC still gives a service ticket for `HTTP/localhost` on the strength of
+    /// the ticket-granting ticket in `ccache` (`kvno --no-store`: the cache is left as it
+    /// was, without a service ticket a later client could use instead).
+    pub fn kdc_accepts(&self, ccache: &str) -> io::Result<bool> {
+        let status = self
+            .command("kvno")?
+            .env("KRB5CCNAME", ccache)
+            .args(["-q", "--no-store", "-c", ccache])
+            .arg(self.service_principal())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        Ok(status.success())
+    }
+
+    /// Waits, by observation, until the tickets in `ccache` have expired for every party:
+    /// `klist -s` says so ([`Kdc::has_valid_ticket`]), then the KDC refuses them
+    /// ([`Kdc::kdc_accepts`]; it compares whole seconds, so a ticket whose end is this very
+    /// second still passes); each polled, at most `bound` in all.
+    pub fn wait_until_expired(&self, ccache: &str, bound: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + bound;
+        let timed_out = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the tickets in {ccache} still hold after {bound:?} ({what})"),
+            )
+        };
+        while self.has_valid_ticket(ccache)? {
+            if Instant::now() > deadline {
+                return Err(timed_out("klist -s"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        while self.kdc_accepts(ccache)? {
+            if Instant::now() > deadline {
+                return Err(timed_out("the KDC still accepts them"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
     }
 
     /// A command for the program `name` with this KDC's environment ([`Kdc::env`]).
@@ -395,5 +477,24 @@ mod tests {
         let dir = kdc.dir().to_path_buf();
         drop(kdc);
         assert!(!dir.exists(), "cleaned up on drop");
+    }
+
+    #[test]
+    fn a_short_lived_ticket_expires() {
+        if !crate::require_or_skip("a_short_lived_ticket_expires", &[crate::RealProxy::Kdc]) {
+            return;
+        }
+        let kdc = Kdc::start().expect("start the KDC");
+        let ccache = format!("FILE:{}", kdc.dir().join("short-ccache").display());
+        assert!(!kdc.has_valid_ticket(&ccache).unwrap(), "no cache yet");
+        kdc.kinit_with_lifetime(&ccache, Duration::from_secs(2))
+            .expect("kinit -l 2s");
+        assert!(kdc.has_valid_ticket(&ccache).unwrap(), "fresh");
+        assert!(kdc.kdc_accepts(&ccache).unwrap(), "the KDC honours it");
+        kdc.wait_until_expired(&ccache, Duration::from_secs(60))
+            .expect("expires");
+        assert!(!kdc.kdc_accepts(&ccache).unwrap());
+        // The long-lived cache of the realm is untouched.
+        assert!(kdc.has_valid_ticket(&kdc.ccache()).unwrap());
     }
 }
