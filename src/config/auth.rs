@@ -67,7 +67,7 @@ impl ProxyAuth {
     pub fn check_available(self, key: &str) -> Result<()> {
         match self {
             ProxyAuth::Negotiate if !cfg!(feature = "gssapi") => Err(Error::config(format!(
-                "{key}: negotiate support is not compiled in (build with the `gssapi` feature)"
+                "{key}: negotiate support is not compiled in (build with the `gssapi` feature: cargo build --features gssapi, or CMake with -DDTUN_GSSAPI=ON, the default, and MIT krb5's GSSAPI development files installed, Debian libkrb5-dev)"
             ))),
             ProxyAuth::Negotiate
             | ProxyAuth::Basic
@@ -160,9 +160,11 @@ mod tests {
         assert_eq!(e.status(), Status::DTUN_ERR_CONFIG, "{e}");
         assert!(
             e.message()
-                .contains("negotiate support is not compiled in (build with the `gssapi` feature)"),
+                .contains("negotiate support is not compiled in (build with the `gssapi` feature"),
             "{e}"
         );
+        assert!(e.message().contains("-DDTUN_GSSAPI=ON"), "{e}");
+        assert!(e.message().contains("libkrb5-dev"), "{e}");
         let cfg = TunnelConfig::from_yaml(&yaml("ntlm", "DOM\\agent")).unwrap();
         assert_eq!(cfg.settings().proxy_auth(), Some(ProxyAuth::Ntlm));
         assert_eq!(cfg.settings().proxy.user, "DOM\\agent");
