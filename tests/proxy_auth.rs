@@ -436,49 +436,60 @@ fn ntlm_type2_b64() -> String {
 fn a_proxy_closing_between_ntlm_legs_fails_clearly() {
     use std::io::{BufRead, BufReader, Write};
     let collector = EchoServer::start(None).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        // Two connections at most: the probe's 407 keeps the connection; the NEGOTIATE's
-        // 407 carries the CHALLENGE and Connection: close.
-        let (stream, _) = listener.accept().unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut out = stream;
-        let mut heads = 0;
-        let mut read_head = || loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                heads += 1;
-                return heads;
-            }
-        };
-        read_head();
-        let _ = out.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: NTLM\r\nContent-Length: 0\r\n\r\n");
-        read_head();
-        let reply = format!(
-            "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: NTLM {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-            ntlm_type2_b64()
+    // The 407 with the CHALLENGE says Connection: close; or it has a body without framing,
+    // which ends only with the connection (RFC 9112), while the proxy keeps that open.
+    for ending in [
+        "Connection: close\r\nContent-Length: 0\r\n\r\n",
+        "Connection: keep-alive\r\n\r\n<html>407</html>\n",
+    ] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            // The probe's 407 keeps the connection; the NEGOTIATE's 407 carries the
+            // CHALLENGE and ends it.
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut out = stream;
+            let mut read_head = || loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    return;
+                }
+            };
+            read_head();
+            let _ = out.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: NTLM\r\nContent-Length: 0\r\n\r\n");
+            read_head();
+            let reply = format!(
+                "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: NTLM {}\r\n{ending}",
+                ntlm_type2_b64()
+            );
+            let _ = out.write_all(reply.as_bytes());
+            (listener, out)
+        });
+        let cfg = Yaml::collector(collector.port())
+            .plain_collector()
+            .proxy(port)
+            .auth("CORP\\agent", PASSWORD)
+            .set("http_proxy.proxy_auth", "ntlm")
+            .build();
+        let started = Instant::now();
+        let e = open_err(&cfg, Status::DTUN_ERR_PROXY_AUTH);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{ending:?}: bounded"
         );
-        let _ = out.write_all(reply.as_bytes());
-        listener
-    });
-    let cfg = Yaml::collector(collector.port())
-        .plain_collector()
-        .proxy(port)
-        .auth("CORP\\agent", PASSWORD)
-        .set("http_proxy.proxy_auth", "ntlm")
-        .build();
-    let e = open_err(&cfg, Status::DTUN_ERR_PROXY_AUTH);
-    assert!(e.message().contains("in the middle of NTLM"), "{e}");
-    assert!(e.message().contains("one connection"), "{e}");
-    // The open is over: a connection it made for the AUTHENTICATE would be queued by now.
-    let listener = server.join().unwrap();
-    listener.set_nonblocking(true).unwrap();
-    assert!(
-        listener.accept().is_err(),
-        "the AUTHENTICATE went on a new connection"
-    );
-    assert_error_clean(&e, &secrets_of("CORP\\agent", PASSWORD));
+        assert!(e.message().contains("in the middle of NTLM"), "{e}");
+        assert!(e.message().contains("one connection"), "{e}");
+        // The open is over: a connection it made for the AUTHENTICATE would be queued by now.
+        let (listener, kept) = server.join().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        assert!(
+            listener.accept().is_err(),
+            "{ending:?}: the AUTHENTICATE went on a new connection"
+        );
+        drop(kept);
+        assert_error_clean(&e, &secrets_of("CORP\\agent", PASSWORD));
+    }
 }
 
 /// Review of issue 12: a kept connection that dies after the Digest answer was written,
