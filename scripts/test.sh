@@ -86,10 +86,13 @@ step "cargo test (unit, property, end to end, real proxies)"
 # naming what is missing (dtun_testenv::require_or_skip).
 DTUN_REQUIRE_REAL_PROXIES=1 cargo test --workspace --locked
 
-step "Negotiate (Kerberos) with the gssapi feature: lint, unit tests, real KDC, squid's helper, and squid end to end"
+step "Negotiate (Kerberos) with the gssapi feature: lint, unit tests, real KDC, squid's helper, squid end to end, and the C API"
 cargo clippy --workspace --all-targets --locked --features gssapi -- -D warnings
 cargo test --locked --features gssapi --lib proxy::negotiate
 DTUN_REQUIRE_REAL_PROXIES=1 cargo test --locked --features gssapi --test negotiate --test real_negotiate
+# Through the C API: a CMake build tree of its own (build/cmake-gssapi) whose library has the
+# feature, test_matrix and tunnel_check against a real KDC and squid (dtun-testenv --negotiate).
+DTUN_REQUIRE_REAL_PROXIES=ON scripts/c-tests.sh --negotiate
 
 step "C tests, examples and package consumers"
 DTUN_REQUIRE_REAL_PROXIES=ON DTUN_REQUIRE_VALGRIND=ON DTUN_REQUIRE_ABIGAIL=ON DTUN_REQUIRE_CLANG=ON \
