@@ -69,8 +69,13 @@ done
 if [ "$negotiate" -eq 1 ]; then
     build=build/cmake-gssapi
     step "configure (build tree $build, the library with the gssapi feature)"
+    # DTUN_CARGO_TARGET_DIR and DTUN_CARGO_PROFILE (scripts/test.sh: target/ and dev) let
+    # this tree build the library where `cargo test --features gssapi` built its
+    # dependencies already, so only the library itself is compiled again.
     run cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DDTUN_GSSAPI=ON \
         -DDTUN_REQUIRE_GSSAPI=ON -DDTUN_BUILD_TOOLS=OFF \
+        -DCARGO_PROFILE="${DTUN_CARGO_PROFILE:-release}" \
+        ${DTUN_CARGO_TARGET_DIR:+-DDTUN_CARGO_TARGET_DIR="$DTUN_CARGO_TARGET_DIR"} \
         -DDTUN_TESTENV_EXECUTABLE="${DTUN_TESTENV_EXECUTABLE:-}" \
         -DDTUN_REQUIRE_REAL_PROXIES="${DTUN_REQUIRE_REAL_PROXIES:-OFF}"
     targets="dragent_tunnel_cargo test_matrix tunnel_check"

@@ -92,7 +92,11 @@ cargo test --locked --features gssapi --lib proxy::negotiate
 DTUN_REQUIRE_REAL_PROXIES=1 cargo test --locked --features gssapi --test negotiate --test real_negotiate
 # Through the C API: a CMake build tree of its own (build/cmake-gssapi) whose library has the
 # feature, test_matrix and tunnel_check against a real KDC and squid (dtun-testenv --negotiate).
-DTUN_REQUIRE_REAL_PROXIES=ON scripts/c-tests.sh --negotiate
+# It reuses cargo's dev build of the steps above (dependencies with the gssapi feature, and
+# dtun-testenv, which does not link the library), so only the library is compiled again.
+cargo_target=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
+DTUN_REQUIRE_REAL_PROXIES=ON DTUN_CARGO_PROFILE=dev DTUN_CARGO_TARGET_DIR="$cargo_target" \
+    DTUN_TESTENV_EXECUTABLE="$cargo_target/debug/dtun-testenv" scripts/c-tests.sh --negotiate
 
 step "C tests, examples and package consumers"
 DTUN_REQUIRE_REAL_PROXIES=ON DTUN_REQUIRE_VALGRIND=ON DTUN_REQUIRE_ABIGAIL=ON DTUN_REQUIRE_CLANG=ON \
