@@ -89,24 +89,29 @@ impl Connection {
     /// Opens a tunnel as the config says, within `wait` for the whole open (resolution, TCP,
     /// TLS to the proxy, CONNECT, TLS to the collector).
     pub fn open(config: &TunnelConfig, wait: Wait) -> Result<Connection> {
-        Connection::attempt(config, wait).0
+        Connection::attempt(config, wait, false).0
     }
 
     /// As [`Connection::open`], and also what the attempt did, stage by stage.
     pub fn open_with_progress(config: &TunnelConfig, wait: Wait) -> (Result<Connection>, Progress) {
-        let (result, progress, _) = Connection::attempt(config, wait);
-        (result, progress)
+        let (result, progress, _) = Connection::attempt(config, wait, true);
+        (result, progress.unwrap_or_default())
     }
 
     /// As [`Connection::open`], and also the report of the attempt (kept by the connection
     /// too, see [`Connection::report`]): after a failure, which stage failed, the time of each
     /// stage, and a hint.
     pub fn open_with_report(config: &TunnelConfig, wait: Wait) -> (Result<Connection>, Report) {
-        let (result, _, report) = Connection::attempt(config, wait);
+        let (result, _, report) = Connection::attempt(config, wait, false);
         (result, report)
     }
 
-    fn attempt(config: &TunnelConfig, wait: Wait) -> (Result<Connection>, Progress, Report) {
+    /// Opens; returns the progress too when `keep_progress` (else the report takes it).
+    fn attempt(
+        config: &TunnelConfig,
+        wait: Wait,
+        keep_progress: bool,
+    ) -> (Result<Connection>, Option<Progress>, Report) {
         let plan = config.plan();
         let started = Instant::now();
         let mut progress = Progress::new();
@@ -123,7 +128,6 @@ impl Connection {
         .and_then(|done| done);
         progress.finish();
         let total = started.elapsed();
-        let route = plan.route();
         let result = result.map_err(|e| {
             if *e.kind() != ErrorKind::Deadline {
                 return e;
@@ -132,18 +136,26 @@ impl Connection {
                 progress.stage,
                 ErrorKind::Deadline,
                 format!(
-                    "open timed out after {} ms waiting for {} ({route})",
+                    "open timed out after {} ms waiting for {} ({})",
                     total.as_millis(),
-                    progress.stage.name()
+                    progress.stage.name(),
+                    plan.route()
                 ),
             )
         });
-        let report = Report::build(&plan, &progress, result.as_ref().map(|_| ()), total);
+        let outcome = result.as_ref().map(|_| ());
+        let (report, progress) = if keep_progress {
+            let report = Report::build(&plan, &progress, outcome, total);
+            (report, Some(progress))
+        } else {
+            (Report::build_owned(&plan, progress, outcome, total), None)
+        };
         match result {
             Ok(stream) => {
                 crate::dtun_log!(
                     DTUN_LOG_INFO,
-                    "tunnel open {route} in {} ms",
+                    "tunnel open {} in {} ms",
+                    report.route(),
                     total.as_millis()
                 );
                 let (reader, writer) = tokio::io::split(stream);
@@ -175,7 +187,7 @@ impl Connection {
 
     /// The route in words (direct, or via proxy host:port; TLS on each hop).
     pub fn route(&self) -> &str {
-        self.report.get("route").unwrap_or_default()
+        self.report.route()
     }
 
     /// Sends all of `buf` unless `wait` passes or the stream breaks. Returns how many bytes

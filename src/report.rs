@@ -7,6 +7,7 @@
 //! it is built only from the plan's public parts, redacted proxy text and error messages.
 
 use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::error::{CertProblem, Error, ErrorKind, Stage, Status};
@@ -14,11 +15,71 @@ use crate::plan::Plan;
 use crate::tls::{PresentedCert, TlsInfo};
 use crate::tunnel::Progress;
 
-/// The report of one open attempt.
+/// The report of one open attempt. Cheap to clone (shared); after a successful open its
+/// values and text are put together when first read: most reports are never read.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// The route in words, known without assembling the rest.
+    route: String,
+    /// What a successful open's values are made of, until they are.
+    pending: Option<Pending>,
+    built: OnceLock<Built>,
+}
+
+/// The values, and the lines of the text, one per stage.
+#[derive(Debug, Default)]
+struct Built {
     entries: Vec<(String, String)>,
     stages: Vec<String>,
+}
+
+/// A successful open, as its report needs it: the plan's public parts, and the progress.
+#[derive(Debug)]
+struct Pending {
+    facts: Facts,
+    progress: Progress,
+    total: Duration,
+}
+
+/// The parts of a plan a report shows (no secret among them).
+#[derive(Debug)]
+struct Facts {
+    collector: String,
+    collector_tls: bool,
+    proxy: Option<ProxyFacts>,
+    bypassed: Option<String>,
+}
+
+#[derive(Debug)]
+struct ProxyFacts {
+    authority: String,
+    tls: bool,
+    auth: &'static str,
+    source: String,
+}
+
+impl Facts {
+    fn of(plan: &Plan) -> Facts {
+        Facts {
+            collector: plan.collector_authority(),
+            collector_tls: plan.collector_tls.is_some(),
+            proxy: plan.proxy.as_ref().map(|proxy| ProxyFacts {
+                authority: proxy.host.authority(proxy.port),
+                tls: proxy.tls.is_some(),
+                auth: match (proxy.authenticates, proxy.auth) {
+                    (true, Some(auth)) => auth.name(),
+                    _ => "none",
+                },
+                source: proxy.source.to_string(),
+            }),
+            bypassed: plan.bypassed.clone(),
+        }
+    }
 }
 
 impl Report {
@@ -29,80 +90,68 @@ impl Report {
         outcome: Result<(), &Error>,
         total: Duration,
     ) -> Report {
-        let mut r = Report::default();
-        let status = outcome.err().map_or(Status::DTUN_OK, Error::status);
-        r.put("outcome", status.name());
-        r.put("message", outcome.err().map(Error::message).unwrap_or(""));
-        r.put(
-            "failed_stage",
-            outcome.err().map(|_| progress.stage.name()).unwrap_or(""),
-        );
-        r.put(
-            "hint",
-            outcome
-                .err()
-                .map(|e| hint(plan, progress, e))
-                .unwrap_or_default(),
-        );
-        r.put("route", plan.route());
-        r.put("collector", plan.collector_authority());
-        r.put("collector.tls", yes_no(plan.collector_tls.is_some()));
-        if let Some(proxy) = &plan.proxy {
-            r.put("proxy", proxy.host.authority(proxy.port));
-            r.put("proxy.tls", yes_no(proxy.tls.is_some()));
-            r.put(
-                "proxy.auth",
-                match (proxy.authenticates, proxy.auth) {
-                    (true, Some(auth)) => auth.name(),
-                    _ => "none",
-                },
-            );
-            if let Some(scheme) = progress.auth_scheme {
-                r.put("proxy.auth_scheme", scheme);
+        Report::build_owned(plan, progress.clone(), outcome, total)
+    }
+
+    /// As [`Report::build`], keeping `progress`: after a success the values are assembled
+    /// from it when first read; after a failure (whose hint needs the plan), at once.
+    pub fn build_owned(
+        plan: &Plan,
+        progress: Progress,
+        outcome: Result<(), &Error>,
+        total: Duration,
+    ) -> Report {
+        let route = plan.route();
+        let facts = Facts::of(plan);
+        let inner = match outcome {
+            Ok(()) => Inner {
+                route,
+                pending: Some(Pending {
+                    facts,
+                    progress,
+                    total,
+                }),
+                built: OnceLock::new(),
+            },
+            Err(e) => {
+                let hint = hint(plan, &progress, e);
+                let built = assemble(&route, &facts, &progress, Err(e), hint, total);
+                Inner {
+                    route,
+                    pending: None,
+                    built: OnceLock::from(built),
+                }
             }
-            if progress.auth_rounds > 0 {
-                r.put("proxy.auth_rounds", progress.auth_rounds.to_string());
-            }
-            r.put("proxy.source", proxy.source.to_string());
+        };
+        Report {
+            inner: Arc::new(inner),
         }
-        if let Some(why) = &plan.bypassed {
-            r.put("proxy.bypassed", why);
-        }
-        if let Some((code, reason)) = &progress.proxy_status {
-            r.put("proxy.status_code", code.to_string());
-            r.put("proxy.status_reason", reason);
-        }
-        if let Some(ErrorKind::ProxyAuth { schemes }) = outcome.err().map(Error::kind) {
-            r.put("proxy.auth_schemes", schemes.join(", "));
-        }
-        if let Some(tls) = &progress.proxy_tls {
-            r.put_tls("proxy", tls);
-        }
-        if let Some(tls) = &progress.collector_tls {
-            r.put_tls("collector", tls);
-        }
-        if let (Err(_), Some(cert)) = (outcome, &progress.rejected_cert) {
-            // The certificate of a failed handshake: a rejected one, a TLS-inspecting
-            // proxy's re-signed one for instance.
-            r.put_cert(failed_side(progress.stage), cert);
-        }
-        if let Some(local) = progress.local {
-            r.put("address.local", local.to_string());
-        }
-        if let Some(peer) = progress.peer {
-            r.put("address.peer", peer.to_string());
-        }
-        for (stage, took) in &progress.timings {
-            r.put(stage_time_key(*stage), millis(*took));
-        }
-        r.put("time.total_ms", millis(total));
-        r.stages = stage_lines(progress, outcome);
-        r
+    }
+
+    /// The route in words (the value of `route`), without assembling the rest.
+    pub fn route(&self) -> &str {
+        &self.inner.route
+    }
+
+    fn built(&self) -> &Built {
+        let inner = &*self.inner;
+        inner.built.get_or_init(|| match &inner.pending {
+            Some(p) => assemble(
+                &inner.route,
+                &p.facts,
+                &p.progress,
+                Ok(()),
+                String::new(),
+                p.total,
+            ),
+            None => Built::default(),
+        })
     }
 
     /// The value of a key, if the attempt produced one.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries
+        self.built()
+            .entries
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, v)| v.as_str())
@@ -110,7 +159,7 @@ impl Report {
 
     /// Every key and value, in a stable order.
     pub fn entries(&self) -> &[(String, String)] {
-        &self.entries
+        &self.built().entries
     }
 
     /// The report in words: the route, one line per stage with its time, the result, and
@@ -118,7 +167,7 @@ impl Report {
     pub fn text(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "route: {}", self.get("route").unwrap_or(""));
-        for line in &self.stages {
+        for line in &self.built().stages {
             let _ = writeln!(out, "  {line}");
         }
         let outcome = self.get("outcome").unwrap_or("");
@@ -139,7 +188,9 @@ impl Report {
         }
         out
     }
+}
 
+impl Built {
     fn put(&mut self, key: impl Into<String>, value: impl Into<String>) {
         self.entries.push((key.into(), value.into()));
     }
@@ -159,6 +210,74 @@ impl Report {
         self.put(key("names"), cert.names.join(", "));
         self.put(key("not_after"), &cert.not_after);
     }
+}
+
+/// The values and stage lines of an attempt that ended with `outcome`.
+fn assemble(
+    route: &str,
+    facts: &Facts,
+    progress: &Progress,
+    outcome: Result<(), &Error>,
+    hint: String,
+    total: Duration,
+) -> Built {
+    let mut r = Built::default();
+    let status = outcome.err().map_or(Status::DTUN_OK, Error::status);
+    r.put("outcome", status.name());
+    r.put("message", outcome.err().map(Error::message).unwrap_or(""));
+    r.put(
+        "failed_stage",
+        outcome.err().map(|_| progress.stage.name()).unwrap_or(""),
+    );
+    r.put("hint", hint);
+    r.put("route", route);
+    r.put("collector", &facts.collector);
+    r.put("collector.tls", yes_no(facts.collector_tls));
+    if let Some(proxy) = &facts.proxy {
+        r.put("proxy", &proxy.authority);
+        r.put("proxy.tls", yes_no(proxy.tls));
+        r.put("proxy.auth", proxy.auth);
+        if let Some(scheme) = progress.auth_scheme {
+            r.put("proxy.auth_scheme", scheme);
+        }
+        if progress.auth_rounds > 0 {
+            r.put("proxy.auth_rounds", progress.auth_rounds.to_string());
+        }
+        r.put("proxy.source", &proxy.source);
+    }
+    if let Some(why) = &facts.bypassed {
+        r.put("proxy.bypassed", why);
+    }
+    if let Some((code, reason)) = &progress.proxy_status {
+        r.put("proxy.status_code", code.to_string());
+        r.put("proxy.status_reason", reason);
+    }
+    if let Some(ErrorKind::ProxyAuth { schemes }) = outcome.err().map(Error::kind) {
+        r.put("proxy.auth_schemes", schemes.join(", "));
+    }
+    if let Some(tls) = &progress.proxy_tls {
+        r.put_tls("proxy", tls);
+    }
+    if let Some(tls) = &progress.collector_tls {
+        r.put_tls("collector", tls);
+    }
+    if let (Err(_), Some(cert)) = (outcome, &progress.rejected_cert) {
+        // The certificate of a failed handshake: a rejected one, a TLS-inspecting
+        // proxy's re-signed one for instance.
+        r.put_cert(failed_side(progress.stage), cert);
+    }
+    if let Some(local) = progress.local {
+        r.put("address.local", local.to_string());
+    }
+    if let Some(peer) = progress.peer {
+        r.put("address.peer", peer.to_string());
+    }
+    for (stage, took) in &progress.timings {
+        r.put(stage_time_key(*stage), millis(*took));
+    }
+    r.put("time.total_ms", millis(total));
+    r.stages = stage_lines(progress, outcome);
+    r
 }
 
 /// The side of a failed TLS stage, as report keys name it.
