@@ -290,24 +290,35 @@ impl Connection {
     }
 
     /// Runs `work` until it ends, `wait` passes, or the connection is shut down.
+    ///
+    /// Costs nothing beyond `work` when it ends at its first poll: the shutdown wait and the
+    /// timer are registered only when `work` has to wait.
     async fn bounded<F: Future>(&self, wait: Wait, work: F) -> Ending<F::Output> {
+        // Made before the flag is read: `notify_waiters` wakes every `Notified` made before
+        // it, polled or not, so a shutdown between the two still wakes us.
         let mut shut = pin!(self.shutdown_now.notified());
-        // Registered before the flag is read: a shutdown between the two still wakes us.
-        shut.as_mut().enable();
-        if self.shut.load(Ordering::Acquire) {
-            return Ending::ShutDown;
-        }
-        let mut work = pin!(work);
-        let mut deadline = pin!(match wait {
+        let started = match wait {
             Wait::Forever => None,
-            Wait::For(limit) => Some(tokio::time::sleep(limit)),
-        });
+            Wait::For(limit) => Some((Instant::now(), limit)),
+        };
+        let mut work = pin!(work);
+        let mut deadline = pin!(None::<tokio::time::Sleep>);
         std::future::poll_fn(|cx| {
-            if shut.as_mut().poll(cx).is_ready() {
+            if self.shut.load(Ordering::Acquire) {
                 return Poll::Ready(Ending::ShutDown);
             }
             if let Poll::Ready(done) = work.as_mut().poll(cx) {
                 return Poll::Ready(Ending::Done(done));
+            }
+            if shut.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ending::ShutDown);
+            }
+            let Some((since, limit)) = started else {
+                return Poll::Pending;
+            };
+            if deadline.is_none() {
+                // Counted from the call, not from this first wait.
+                deadline.set(Some(tokio::time::sleep_until((since + limit).into())));
             }
             match deadline.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
                 Some(Poll::Ready(())) => Poll::Ready(Ending::TimedOut),
@@ -378,13 +389,11 @@ async fn read_while_flushing(
     unflushed: &AtomicBool,
     flush_wanted: &Notify,
 ) -> std::io::Result<usize> {
-    let mut told = Box::pin(flush_wanted.notified());
+    // Made now, polled (registered) only before waiting: `notify_waiters` wakes every
+    // `Notified` made before it, polled or not.
+    let mut told = pin!(flush_wanted.notified());
     let mut flush: Option<tokio::sync::MutexGuard<'_, WriteHalf<BoxStream>>> = None;
-    std::future::poll_fn(|cx| {
-        // Re-armed until pending, so a later notification wakes this task.
-        while told.as_mut().poll(cx).is_ready() {
-            told.set(flush_wanted.notified());
-        }
+    std::future::poll_fn(|cx| loop {
         if flush.is_none() && unflushed.load(Ordering::Acquire) {
             flush = writer.try_lock().ok();
         }
@@ -399,10 +408,16 @@ async fn read_while_flushing(
         }
         let mut filled = ReadBuf::new(&mut *buf);
         match Pin::new(&mut *reader).poll_read(cx, &mut filled) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(filled.filled().len())),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => return Poll::Ready(Ok(filled.filled().len())),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {}
         }
+        // About to wait: registered, so a later notification wakes this task; one that came
+        // meanwhile means a send just left bytes queued: look again.
+        if told.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        told.set(flush_wanted.notified());
     })
     .await
 }
