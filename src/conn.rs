@@ -202,13 +202,18 @@ impl Connection {
             return (0, Err(e.clone()));
         }
         let mut sent = 0usize;
-        let outcome = runtime::block_on(self.bounded(wait, async {
-            let mut writer = self.writer.lock().await;
-            write_all_counted(&mut writer, buf, &mut sent).await
-        }));
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(e) => return (sent, Err(e)),
+        let outcome = match self.send_now(buf, &mut sent) {
+            Some(done) => Ending::Done(done),
+            None => {
+                let outcome = runtime::block_on(self.bounded(wait, async {
+                    let mut writer = self.writer.lock().await;
+                    write_all_counted(&mut writer, buf, &mut sent).await
+                }));
+                match outcome {
+                    Ok(outcome) => outcome,
+                    Err(e) => return (sent, Err(e)),
+                }
+            }
         };
         crate::dtun_log!(
             DTUN_LOG_TRACE,
@@ -234,6 +239,25 @@ impl Connection {
             }
         };
         (sent, result)
+    }
+
+    /// The send without entering the runtime, when nothing has to wait: the writer is free
+    /// and the socket takes every byte and the flush at once (the usual case for the small
+    /// messages of an agent). `None` when something would wait: then `sent` says what was
+    /// accepted meanwhile, and the caller goes on from there inside the runtime, where the
+    /// waits happen (within the call's timeout and the shutdown, as ever).
+    ///
+    /// Polling the socket outside the runtime is sound: its readiness is kept by the
+    /// registration, which the waker given here (a no-op) only replaces until the runtime
+    /// polls again with its own.
+    fn send_now(&self, buf: &[u8], sent: &mut usize) -> Option<std::io::Result<()>> {
+        let mut writer = self.writer.try_lock().ok()?;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let polled = pin!(write_all_counted(&mut writer, buf, sent)).poll(&mut cx);
+        match polled {
+            Poll::Ready(done) => Some(done),
+            Poll::Pending => None,
+        }
     }
 
     /// Receives at least one byte (up to `buf.len()`) unless `wait` passes or the stream
