@@ -19,7 +19,9 @@ case "${1:-}" in
     --squid)
         command -v squid >/dev/null || { echo "squid is not installed (Debian: apt-get install -y squid-openssl)" >&2; exit 1; }
         scenario=squid_framed.yaml
-        testenv_args+=(--real-proxies)
+        # --no-ntlm: without the squid asking for NTLM, whose helper needs a Python
+        # virtualenv with pyspnego (scripts/test.sh makes it); the demo uses plain squid only.
+        testenv_args+=(--real-proxies --no-ntlm)
         ;;
     *) echo "usage: scripts/demo.sh [--squid]" >&2; exit 2 ;;
 esac

@@ -4,8 +4,8 @@
 //! or serves until told to stop.
 //!
 //! ```text
-//! dtun-testenv run   --dir DIR [--verbose] [--real-proxies] [--negotiate] -- COMMAND [ARGS...]
-//! dtun-testenv serve --dir DIR [--verbose] [--real-proxies] [--negotiate]
+//! dtun-testenv run   --dir DIR [--verbose] [--real-proxies [--no-ntlm]] [--negotiate] -- COMMAND [ARGS...]
+//! dtun-testenv serve --dir DIR [--verbose] [--real-proxies [--no-ntlm]] [--negotiate]
 //! ```
 //!
 //! `run` exports `DTUN_TESTENV_DIR` (the absolute DIR) and every `env.txt` entry as
@@ -30,6 +30,12 @@
 //! scenarios. Without squid, tinyproxy or the NTLM virtualenv it exits 1 at once, loudly.
 //! Their configuration and logs live in `DIR/squid`, `DIR/squid-ntlm`, `DIR/tinyproxy` and
 //! `DIR/tinyproxy-auth`.
+//!
+//! `--no-ntlm` (only with `--real-proxies`; alone it is a usage error) leaves the NTLM squid
+//! out: the virtualenv is neither needed nor checked, and none of the `squid_ntlm_*.yaml`
+//! scenarios, their `expected.txt` lines or their `env.txt` keys (`SQUID_NTLM_PLAIN_PORT`,
+//! `SQUID_NTLM_TLS_PORT`, `NTLM_USER`, `NTLM_PASSWORD`) are written. The rest is as above:
+//! for the demo (`scripts/demo.sh --squid`) and the benchmarks, which need plain squid only.
 //!
 //! `--negotiate` starts a real MIT KDC on loopback (`dtun_testenv::kdc`: a realm, a user
 //! with a ticket in a credential cache, a client keytab, the service `HTTP/localhost`) and a
@@ -62,7 +68,7 @@ use std::time::Duration;
 use dtun_testenv::collector::{EchoServer, FramedCollector};
 use dtun_testenv::gate::Gate;
 use dtun_testenv::kdc::{self, Kdc};
-use dtun_testenv::ntlm::{write_user_file, NtlmHelper};
+use dtun_testenv::ntlm::{venv_dir, write_user_file, NtlmHelper};
 use dtun_testenv::pki::{CertKind, Issued, Pki};
 use dtun_testenv::ports::free_port;
 use dtun_testenv::proxy::{Fault, ProxyOptions, TestProxy};
@@ -121,13 +127,15 @@ mod status {
 }
 
 const USAGE: &str = "usage:
-  dtun-testenv run   --dir DIR [--verbose] [--real-proxies] [--negotiate] -- COMMAND [ARGS...]
-  dtun-testenv serve --dir DIR [--verbose] [--real-proxies] [--negotiate]
+  dtun-testenv run   --dir DIR [--verbose] [--real-proxies [--no-ntlm]] [--negotiate] -- COMMAND [ARGS...]
+  dtun-testenv serve --dir DIR [--verbose] [--real-proxies [--no-ntlm]] [--negotiate]
 
   --verbose       log proxy and collector activity (and squid's access.log at the end)
   --real-proxies  also start a real squid, a squid asking for NTLM and two tinyproxies
                   (squid-openssl, tinyproxy and the NTLM helper's virtualenv must be there)
                   and write their squid_*.yaml / tinyproxy_*.yaml scenarios
+  --no-ntlm       with --real-proxies only: leave the NTLM squid out (no virtualenv
+                  needed, no squid_ntlm_*.yaml, SQUID_NTLM_*_PORT, NTLM_USER, NTLM_PASSWORD)
   --negotiate     also start a real MIT KDC and a squid asking for Negotiate (krb5-kdc,
                   krb5-admin-server, krb5-user, squid-openssl) and write negotiate_*.yaml";
 
@@ -138,8 +146,32 @@ struct Args {
     dir: PathBuf,
     verbose: bool,
     real_proxies: bool,
+    /// `--no-ntlm`: the real proxies without the NTLM squid (only with `real_proxies`).
+    no_ntlm: bool,
     negotiate: bool,
     command: Vec<String>,
+}
+
+impl Args {
+    /// What `--real-proxies` (and `--no-ntlm`) asked for.
+    fn real(&self) -> Real {
+        match (self.real_proxies, self.no_ntlm) {
+            (false, _) => Real::Off,
+            (true, false) => Real::WithNtlm,
+            (true, true) => Real::NoNtlm,
+        }
+    }
+}
+
+/// Which real proxies to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Real {
+    /// None (no `--real-proxies`).
+    Off,
+    /// squid, the squid asking for NTLM and the tinyproxies (`--real-proxies`).
+    WithNtlm,
+    /// squid and the tinyproxies (`--real-proxies --no-ntlm`).
+    NoNtlm,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -152,6 +184,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut dir = None;
     let mut verbose = false;
     let mut real_proxies = false;
+    let mut no_ntlm = false;
     let mut negotiate = false;
     let mut command = Vec::new();
     while let Some(arg) = args.next() {
@@ -159,6 +192,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--dir" => dir = Some(args.next().ok_or("--dir needs a value")?),
             "--verbose" | "-v" => verbose = true,
             "--real-proxies" => real_proxies = true,
+            "--no-ntlm" => no_ntlm = true,
             "--negotiate" => negotiate = true,
             "--" => {
                 command.extend(args.by_ref());
@@ -177,18 +211,23 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     if !serve && command.is_empty() {
         return Err("run needs a command after --".into());
     }
+    if no_ntlm && !real_proxies {
+        return Err("--no-ntlm is only valid with --real-proxies".into());
+    }
     Ok(Args {
         serve,
         dir: PathBuf::from(dir),
         verbose,
         real_proxies,
+        no_ntlm,
         negotiate,
         command,
     })
 }
 
-/// What `--real-proxies` needs and this machine lacks (empty: all there).
-fn missing_real_proxies() -> Vec<String> {
+/// What `--real-proxies` needs and this machine lacks (empty: all there). `ntlm_venv`: the
+/// virtualenv the NTLM helper must be in; `None` (`--no-ntlm`): no NTLM helper needed.
+fn missing_real_proxies(ntlm_venv: Option<&Path>) -> Vec<String> {
     let mut missing = Vec::new();
     if !squid_available() {
         missing.push(
@@ -200,7 +239,7 @@ fn missing_real_proxies() -> Vec<String> {
     if !tinyproxy_available() {
         missing.push("tinyproxy (Debian: apt-get install -y tinyproxy)".to_string());
     }
-    if let Err(what) = NtlmHelper::locate() {
+    if let Some(Err(what)) = ntlm_venv.map(NtlmHelper::in_venv) {
         missing.push(format!("the NTLM helper: {what}"));
     }
     missing
@@ -220,6 +259,7 @@ fn missing_negotiate() -> Vec<String> {
 /// The running real proxies of `--real-proxies`. Dropping it stops them all, in parallel.
 struct RealProxies {
     squid: Option<Squid>,
+    /// `None` with `--no-ntlm` (and once dropped).
     squid_ntlm: Option<Squid>,
     tinyproxy: Option<Tinyproxy>,
     tinyproxy_auth: Option<Tinyproxy>,
@@ -237,9 +277,15 @@ struct RealPorts {
     squid_tls_auth: u16,
     tinyproxy: u16,
     tinyproxy_auth: u16,
-    /// squid's auth ports asking for NTLM.
-    squid_ntlm_plain: u16,
-    squid_ntlm_tls: u16,
+    /// The auth ports of the squid asking for NTLM (`None`: `--no-ntlm`).
+    squid_ntlm: Option<NtlmPorts>,
+}
+
+/// The auth ports of the squid asking for NTLM.
+#[derive(Debug, Clone, Copy)]
+struct NtlmPorts {
+    plain: u16,
+    tls: u16,
 }
 
 /// Adds which program failed to an error.
@@ -255,43 +301,32 @@ fn join<T>(handle: std::thread::ScopedJoinHandle<'_, io::Result<T>>, what: &str)
 }
 
 impl RealProxies {
-    /// Starts squid, the NTLM squid and both tinyproxies at once (squid takes the longest),
-    /// in `dir/squid`, `dir/squid-ntlm`, `dir/tinyproxy` and `dir/tinyproxy-auth`. If one
-    /// fails the others are stopped again.
+    /// Starts squid, the NTLM squid (when `ntlm`) and both tinyproxies at once (squid takes
+    /// the longest), in `dir/squid`, `dir/squid-ntlm`, `dir/tinyproxy` and
+    /// `dir/tinyproxy-auth`. If one fails the others are stopped again.
     fn start(
         dir: &Path,
         proxy_cert: &Issued,
         allowed_ports: Vec<u16>,
         denied_port: u16,
+        ntlm: bool,
         verbose: bool,
     ) -> io::Result<RealProxies> {
-        let helper = NtlmHelper::locate().map_err(io::Error::other)?;
-        // squid runs the helper as its own user (`proxy` under root): the user file where
-        // that user reads it.
-        let ntlm_dir = dir.join("ntlm");
-        fs::create_dir_all(&ntlm_dir)?;
-        let users = write_user_file(&ntlm_dir, &[(NTLM_DOMAIN, NTLM_USER, NTLM_PASSWORD)])?;
-        make_readable(&ntlm_dir, 0o755)?;
-        make_readable(&users, 0o644)?;
-        let ntlm_program = helper.squid_program(&users).map_err(io::Error::other)?;
+        let ntlm_squid = if ntlm {
+            Some(Self::ntlm_squid_options(
+                dir,
+                proxy_cert,
+                allowed_ports.clone(),
+            )?)
+        } else {
+            None
+        };
         let squid_opts = SquidOptions {
             dir: dir.join("squid"),
             tls_cert: Some((proxy_cert.cert_path.clone(), proxy_cert.key_path.clone())),
             users: vec![(SQUID_USER.to_string(), SQUID_PASSWORD.to_string())],
-            allowed_ports: allowed_ports.clone(),
-            denied_port: Some(denied_port),
-        };
-        let ntlm_opts = SquidOptions {
-            dir: dir.join("squid-ntlm"),
-            tls_cert: Some((proxy_cert.cert_path.clone(), proxy_cert.key_path.clone())),
-            // Not used with NTLM, but they open the auth ports.
-            users: vec![(NTLM_USER.to_string(), "unused".to_string())],
             allowed_ports,
-            denied_port: None,
-        };
-        let ntlm_auth = SquidAuth {
-            ntlm_program: Some(ntlm_program),
-            ..SquidAuth::default()
+            denied_port: Some(denied_port),
         };
         let tiny_opts = TinyproxyOptions::new(dir.join("tinyproxy"));
         let tiny_auth_opts = TinyproxyOptions {
@@ -300,19 +335,22 @@ impl RealProxies {
         };
         let (squid, squid_ntlm, tiny, tiny_auth) = std::thread::scope(|scope| {
             let squid = scope.spawn(|| Squid::start(squid_opts));
-            let squid_ntlm = scope.spawn(|| Squid::start_with_auth(ntlm_opts, ntlm_auth));
+            let squid_ntlm = ntlm_squid
+                .map(|(opts, auth)| scope.spawn(move || Squid::start_with_auth(opts, auth)));
             let tiny = scope.spawn(|| Tinyproxy::start(tiny_opts));
             let tiny_auth = Tinyproxy::start(tiny_auth_opts);
             (
                 join(squid, "squid"),
-                join(squid_ntlm, "squid (NTLM)"),
+                squid_ntlm.map(|handle| join(handle, "squid (NTLM)")),
                 join(tiny, "tinyproxy"),
                 tiny_auth,
             )
         });
         // On an early return the proxies already bound here are stopped as they drop.
         let squid = squid.map_err(|e| context("squid", e))?;
-        let squid_ntlm = squid_ntlm.map_err(|e| context("squid (NTLM)", e))?;
+        let squid_ntlm = squid_ntlm
+            .transpose()
+            .map_err(|e| context("squid (NTLM)", e))?;
         let tinyproxy = tiny.map_err(|e| context("tinyproxy", e))?;
         let tinyproxy_auth = tiny_auth.map_err(|e| context("tinyproxy (BasicAuth)", e))?;
         let port = |p: Option<u16>, what: &str| {
@@ -325,8 +363,13 @@ impl RealProxies {
             squid_tls_auth: port(squid.tls_auth_port(), "TLS auth")?,
             tinyproxy: tinyproxy.port(),
             tinyproxy_auth: tinyproxy_auth.port(),
-            squid_ntlm_plain: port(squid_ntlm.plain_auth_port(), "NTLM plain auth")?,
-            squid_ntlm_tls: port(squid_ntlm.tls_auth_port(), "NTLM TLS auth")?,
+            squid_ntlm: match &squid_ntlm {
+                Some(squid_ntlm) => Some(NtlmPorts {
+                    plain: port(squid_ntlm.plain_auth_port(), "NTLM plain auth")?,
+                    tls: port(squid_ntlm.tls_auth_port(), "NTLM TLS auth")?,
+                }),
+                None => None,
+            },
         };
         if verbose {
             eprintln!(
@@ -339,12 +382,14 @@ impl RealProxies {
                 ports.squid_tls,
                 ports.squid_tls_auth,
             );
-            eprintln!(
-                "dtun-testenv: squid asking for NTLM (pid {}) ready: plain {}, TLS {}",
-                squid_ntlm.pid(),
-                ports.squid_ntlm_plain,
-                ports.squid_ntlm_tls,
-            );
+            if let (Some(squid_ntlm), Some(n)) = (&squid_ntlm, ports.squid_ntlm) {
+                eprintln!(
+                    "dtun-testenv: squid asking for NTLM (pid {}) ready: plain {}, TLS {}",
+                    squid_ntlm.pid(),
+                    n.plain,
+                    n.tls,
+                );
+            }
             eprintln!(
                 "dtun-testenv: tinyproxy ready: port {} (pid {}), with BasicAuth port {} (pid {})",
                 ports.tinyproxy,
@@ -356,12 +401,43 @@ impl RealProxies {
         Ok(RealProxies {
             squid_dir: squid.dir().to_path_buf(),
             squid: Some(squid),
-            squid_ntlm: Some(squid_ntlm),
+            squid_ntlm,
             tinyproxy: Some(tinyproxy),
             tinyproxy_auth: Some(tinyproxy_auth),
             ports,
             verbose,
         })
+    }
+
+    /// The options of the squid asking for NTLM, in `dir/squid-ntlm`, its helper checking
+    /// the user of `dir/ntlm/` with pyspnego (the virtualenv must be there).
+    fn ntlm_squid_options(
+        dir: &Path,
+        proxy_cert: &Issued,
+        allowed_ports: Vec<u16>,
+    ) -> io::Result<(SquidOptions, SquidAuth)> {
+        let helper = NtlmHelper::locate().map_err(io::Error::other)?;
+        // squid runs the helper as its own user (`proxy` under root): the user file where
+        // that user reads it.
+        let ntlm_dir = dir.join("ntlm");
+        fs::create_dir_all(&ntlm_dir)?;
+        let users = write_user_file(&ntlm_dir, &[(NTLM_DOMAIN, NTLM_USER, NTLM_PASSWORD)])?;
+        make_readable(&ntlm_dir, 0o755)?;
+        make_readable(&users, 0o644)?;
+        let ntlm_program = helper.squid_program(&users).map_err(io::Error::other)?;
+        let opts = SquidOptions {
+            dir: dir.join("squid-ntlm"),
+            tls_cert: Some((proxy_cert.cert_path.clone(), proxy_cert.key_path.clone())),
+            // Not used with NTLM, but they open the auth ports.
+            users: vec![(NTLM_USER.to_string(), "unused".to_string())],
+            allowed_ports,
+            denied_port: None,
+        };
+        let auth = SquidAuth {
+            ntlm_program: Some(ntlm_program),
+            ..SquidAuth::default()
+        };
+        Ok((opts, auth))
     }
 }
 
@@ -750,9 +826,10 @@ fn expected_txt(expected: &[(String, &str)]) -> String {
 }
 
 impl Env {
-    /// Makes the PKI in `dir`, starts every server (and with `real_proxies` squid and the
-    /// tinyproxies) and writes the scenarios, `env.txt` and `expected.txt`.
-    fn start(dir: &Path, verbose: bool, real_proxies: bool, negotiate: bool) -> io::Result<Env> {
+    /// Makes the PKI in `dir`, starts every server (and with `real_proxies` squid, the tinyproxies
+    /// and unless [`Real::NoNtlm`] the NTLM squid) and writes the scenarios, `env.txt` and
+    /// `expected.txt`.
+    fn start(dir: &Path, verbose: bool, real_proxies: Real, negotiate: bool) -> io::Result<Env> {
         fs::create_dir_all(dir)?;
         let dir = dir.canonicalize()?;
         // Borrowed by the scenarios below (they outlive the blocks that add them).
@@ -1084,7 +1161,7 @@ impl Env {
             ),
         ];
 
-        let (real, collector_denied) = if real_proxies {
+        let (real, collector_denied) = if real_proxies != Real::Off {
             // CONNECT to this one gets squid's 403: it must answer if squid let it through.
             let denied = EchoServer::start(Some(collector_cert.server_config.clone()))?;
             let allowed = vec![
@@ -1095,7 +1172,9 @@ impl Env {
                 collector_expired.port(),
                 collector_wrong_name.port(),
             ];
-            let real = RealProxies::start(&dir, &proxy_cert, allowed, denied.port(), verbose)?;
+            let ntlm = real_proxies == Real::WithNtlm;
+            let real =
+                RealProxies::start(&dir, &proxy_cert, allowed, denied.port(), ntlm, verbose)?;
             (Some(real), Some(denied))
         } else {
             (None, None)
@@ -1272,12 +1351,28 @@ impl Env {
                     status::OK,
                 ),
             ]);
+            vars.extend([
+                ("SQUID_PLAIN_PORT", port(p.squid_plain)),
+                ("SQUID_PLAIN_AUTH_PORT", port(p.squid_plain_auth)),
+                ("SQUID_TLS_PORT", port(p.squid_tls)),
+                ("SQUID_TLS_AUTH_PORT", port(p.squid_tls_auth)),
+                ("SQUID_USER", SQUID_USER.to_string()),
+                ("SQUID_PASSWORD", SQUID_PASSWORD.to_string()),
+                ("SQUID_DENIED_PORT", port(denied.port())),
+                ("SQUID_DIR", real.squid_dir.to_string_lossy().into_owned()),
+                ("TINYPROXY_PORT", port(p.tinyproxy)),
+                ("TINYPROXY_AUTH_PORT", port(p.tinyproxy_auth)),
+                ("TINYPROXY_USER", TINYPROXY_USER.to_string()),
+                ("TINYPROXY_PASSWORD", TINYPROXY_PASSWORD.to_string()),
+            ]);
+        }
+        if let Some(n) = real.as_ref().and_then(|real| real.ports.squid_ntlm) {
             // NTLMv2 through squid and the pyspnego helper, which checks the password.
             let ntlm = Some((ntlm_user.as_str(), NTLM_PASSWORD));
             let ntlm_upn = Some((ntlm_upn.as_str(), NTLM_PASSWORD));
             let ntlm_wrong = Some((ntlm_user.as_str(), WRONG_PASSWORD));
-            let ntlm_plain = |credentials| ProxyYaml::plain(p.squid_ntlm_plain, credentials);
-            let ntlm_tls = |credentials| tls_proxy(p.squid_ntlm_tls, credentials);
+            let ntlm_plain = |credentials| ProxyYaml::plain(n.plain, credentials);
+            let ntlm_tls = |credentials| tls_proxy(n.tls, credentials);
             scenarios.extend([
                 via(
                     "squid_ntlm_plain.yaml",
@@ -1329,20 +1424,8 @@ impl Env {
                 ),
             ]);
             vars.extend([
-                ("SQUID_PLAIN_PORT", port(p.squid_plain)),
-                ("SQUID_PLAIN_AUTH_PORT", port(p.squid_plain_auth)),
-                ("SQUID_TLS_PORT", port(p.squid_tls)),
-                ("SQUID_TLS_AUTH_PORT", port(p.squid_tls_auth)),
-                ("SQUID_USER", SQUID_USER.to_string()),
-                ("SQUID_PASSWORD", SQUID_PASSWORD.to_string()),
-                ("SQUID_DENIED_PORT", port(denied.port())),
-                ("SQUID_DIR", real.squid_dir.to_string_lossy().into_owned()),
-                ("TINYPROXY_PORT", port(p.tinyproxy)),
-                ("TINYPROXY_AUTH_PORT", port(p.tinyproxy_auth)),
-                ("TINYPROXY_USER", TINYPROXY_USER.to_string()),
-                ("TINYPROXY_PASSWORD", TINYPROXY_PASSWORD.to_string()),
-                ("SQUID_NTLM_PLAIN_PORT", port(p.squid_ntlm_plain)),
-                ("SQUID_NTLM_TLS_PORT", port(p.squid_ntlm_tls)),
+                ("SQUID_NTLM_PLAIN_PORT", port(n.plain)),
+                ("SQUID_NTLM_TLS_PORT", port(n.tls)),
                 ("NTLM_USER", ntlm_user.clone()),
                 ("NTLM_PASSWORD", NTLM_PASSWORD.to_string()),
             ]);
@@ -1624,18 +1707,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    for (wanted, flag, missing) in [
+    let ntlm_venv = (args.real() == Real::WithNtlm).then(venv_dir);
+    let checks = [
         (
-            args.real_proxies,
             "--real-proxies",
-            missing_real_proxies as fn() -> Vec<String>,
+            args.real_proxies
+                .then(|| missing_real_proxies(ntlm_venv.as_deref())),
         ),
-        (args.negotiate, "--negotiate", missing_negotiate),
-    ] {
-        if !wanted {
-            continue;
-        }
-        let missing = missing();
+        ("--negotiate", args.negotiate.then(missing_negotiate)),
+    ];
+    for (flag, missing) in checks {
+        let Some(missing) = missing else { continue };
         if !missing.is_empty() {
             eprintln!("dtun-testenv: ERROR: {flag} needs programs that are not installed:");
             for what in missing {
@@ -1656,7 +1738,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let env = match Env::start(&args.dir, args.verbose, args.real_proxies, args.negotiate) {
+    let env = match Env::start(&args.dir, args.verbose, args.real(), args.negotiate) {
         Ok(env) => env,
         Err(e) => {
             eprintln!(
@@ -1809,6 +1891,43 @@ mod tests {
         assert!(parse("run --dir d --real-proxies").is_err());
         assert!(parse("serve --dir d --real-proxy").is_err());
         assert!(parse("serve --dir d --real-proxies=yes").is_err());
+        assert_eq!(
+            parse("serve --dir d --real-proxies").unwrap().real(),
+            Real::WithNtlm
+        );
+        assert_eq!(parse("serve --dir d").unwrap().real(), Real::Off);
+    }
+
+    #[test]
+    fn args_no_ntlm() {
+        let parse = |s: &str| parse_args(s.split(' ').map(String::from));
+        let a = parse("run --dir d --real-proxies --no-ntlm -- true").unwrap();
+        assert!(a.real_proxies && a.no_ntlm && !a.serve);
+        assert_eq!(a.real(), Real::NoNtlm);
+        assert_eq!(a.command, ["true"]);
+        // Either order, serve too, along with the other flags.
+        let s = parse("serve --no-ntlm --dir d --verbose --real-proxies --negotiate").unwrap();
+        assert!(s.serve && s.no_ntlm && s.verbose && s.negotiate);
+        assert_eq!(s.real(), Real::NoNtlm);
+        let a = parse("run --dir d --real-proxies -- true").unwrap();
+        assert!(!a.no_ntlm);
+        // Without --real-proxies it is a usage error, saying why.
+        for alone in [
+            "run --dir d --no-ntlm -- true",
+            "serve --dir d --no-ntlm",
+            "serve --dir d --no-ntlm --negotiate",
+        ] {
+            let err = parse(alone).unwrap_err();
+            assert!(
+                err.contains("--no-ntlm") && err.contains("--real-proxies"),
+                "{err}"
+            );
+        }
+        // After `--` it belongs to the command.
+        let a = parse("run --dir d -- prog --no-ntlm").unwrap();
+        assert!(!a.no_ntlm && !a.real_proxies);
+        assert_eq!(a.command, ["prog", "--no-ntlm"]);
+        assert!(parse("serve --dir d --real-proxies --no-ntlm=yes").is_err());
     }
 
     #[test]
@@ -1844,7 +1963,7 @@ mod tests {
     #[test]
     fn environment_files_and_servers() {
         let dir = temp_dir("env");
-        let env = Env::start(&dir, false, false, false).unwrap();
+        let env = Env::start(&dir, false, Real::Off, false).unwrap();
         let vars = read_env_txt(&env.dir);
         assert_eq!(vars, env.vars);
         let get = |k: &str| vars.iter().find(|(key, _)| key == k).unwrap().1.clone();
@@ -1934,7 +2053,7 @@ mod tests {
     #[test]
     fn run_passes_the_exit_code_the_environment_and_sigterm() {
         let dir = temp_dir("run");
-        let env = Env::start(&dir, false, false, false).unwrap();
+        let env = Env::start(&dir, false, Real::Off, false).unwrap();
         let runtime = local_runtime().unwrap();
         let mut signals = Signals::new(&runtime).unwrap();
         assert_eq!(runtime.block_on(signals.pending()), None);
@@ -1997,15 +2116,55 @@ mod tests {
 
     #[test]
     fn real_proxies_environment() {
+        use dtun_testenv::ntlm::require_ntlm_helper_or_skip;
         use dtun_testenv::{require_or_skip, RealProxy};
         if !require_or_skip(
             "dtun-testenv --real-proxies",
             &[RealProxy::Squid, RealProxy::Tinyproxy],
+        ) || require_ntlm_helper_or_skip("dtun-testenv --real-proxies").is_none()
+        {
+            return;
+        }
+        assert!(missing_real_proxies(Some(&venv_dir())).is_empty());
+        check_real_proxies("real", Real::WithNtlm);
+    }
+
+    /// `--real-proxies --no-ntlm`: everything but the NTLM squid, whose virtualenv is then
+    /// not needed.
+    #[test]
+    fn real_proxies_environment_no_ntlm() {
+        use dtun_testenv::{require_or_skip, RealProxy};
+        if !require_or_skip(
+            "dtun-testenv --real-proxies --no-ntlm",
+            &[RealProxy::Squid, RealProxy::Tinyproxy],
         ) {
             return;
         }
-        let dir = temp_dir("real");
-        let env = Env::start(&dir, false, true, false).unwrap();
+        assert_eq!(missing_real_proxies(None), Vec::<String>::new());
+        check_real_proxies("real-no-ntlm", Real::NoNtlm);
+    }
+
+    /// Without `--no-ntlm` a missing virtualenv is missing; with it, it is not looked for.
+    #[test]
+    fn missing_real_proxies_checks_ntlm_only_when_asked() {
+        let nowhere = temp_dir("no-such-venv");
+        let with = missing_real_proxies(Some(&nowhere));
+        assert!(
+            with.iter().any(|m| m.starts_with("the NTLM helper: ")),
+            "{with:?}"
+        );
+        let without = missing_real_proxies(None);
+        assert!(!without.iter().any(|m| m.contains("NTLM")), "{without:?}");
+        assert_eq!(with.len(), without.len() + 1, "{with:?} vs {without:?}");
+    }
+
+    /// Starts the environment with `real` (not [`Real::Off`]) in a folder named after `tag`
+    /// and checks the real proxies' scenarios, keys and processes, the NTLM ones exactly when
+    /// `real` is [`Real::WithNtlm`].
+    fn check_real_proxies(tag: &str, real: Real) {
+        let with_ntlm = real == Real::WithNtlm;
+        let dir = temp_dir(tag);
+        let env = Env::start(&dir, false, real, false).unwrap();
         let vars = read_env_txt(&env.dir);
         assert_eq!(vars, env.vars);
         let get = |k: &str| {
@@ -2020,22 +2179,42 @@ mod tests {
         assert_eq!(get("TINYPROXY_PASSWORD"), TINYPROXY_PASSWORD);
         assert_eq!(get("SQUID_USER"), SQUID_USER);
         assert_eq!(get("TINYPROXY_USER"), TINYPROXY_USER);
-        let proxy_ports = [
+        const NTLM_KEYS: [&str; 4] = [
+            "SQUID_NTLM_PLAIN_PORT",
+            "SQUID_NTLM_TLS_PORT",
+            "NTLM_USER",
+            "NTLM_PASSWORD",
+        ];
+        let mut proxy_ports: Vec<u16> = [
             "SQUID_PLAIN_PORT",
             "SQUID_PLAIN_AUTH_PORT",
             "SQUID_TLS_PORT",
             "SQUID_TLS_AUTH_PORT",
             "TINYPROXY_PORT",
             "TINYPROXY_AUTH_PORT",
-            "SQUID_NTLM_PLAIN_PORT",
-            "SQUID_NTLM_TLS_PORT",
         ]
-        .map(port);
+        .map(port)
+        .to_vec();
+        if with_ntlm {
+            proxy_ports.extend(NTLM_KEYS[..2].iter().map(|k| port(k)));
+        } else {
+            for (key, _) in &vars {
+                assert!(!key.contains("NTLM") || key == "PROXY_NTLM_PORT", "{key}");
+            }
+        }
         let denied = port("SQUID_DENIED_PORT");
 
         let lines = check_expected(&env);
         let files: BTreeSet<&str> = lines.iter().map(|(f, _)| f.as_str()).collect();
-        for file in [
+        let ntlm_files = [
+            "squid_ntlm_plain.yaml",
+            "squid_ntlm_tls.yaml",
+            "squid_ntlm_any.yaml",
+            "squid_ntlm_tls_any.yaml",
+            "squid_ntlm_wrong.yaml",
+            "squid_ntlm_tls_any_wrong.yaml",
+        ];
+        let mut wanted = vec![
             "framed.yaml",
             "squid_example1.yaml",
             "squid_example2.yaml",
@@ -2057,13 +2236,23 @@ mod tests {
             "tinyproxy_auth.yaml",
             "tinyproxy_auth_wrong.yaml",
             "tinyproxy_plain_collector.yaml",
-            "squid_ntlm_plain.yaml",
-            "squid_ntlm_tls.yaml",
-            "squid_ntlm_any.yaml",
-            "squid_ntlm_tls_any.yaml",
-            "squid_ntlm_wrong.yaml",
-            "squid_ntlm_tls_any_wrong.yaml",
-        ] {
+        ];
+        if with_ntlm {
+            wanted.extend(ntlm_files);
+        } else {
+            // check_expected: expected.txt lists exactly the scenario files on disk.
+            for file in &files {
+                assert!(!file.starts_with("squid_ntlm_"), "{file} written");
+            }
+            assert!(!env.dir.join("squid-ntlm").exists());
+            assert!(!env.dir.join("ntlm").exists());
+        }
+        let real_files = files
+            .iter()
+            .filter(|f| f.starts_with("squid_") || f.starts_with("tinyproxy_"))
+            .count();
+        assert_eq!(real_files, wanted.len() - 1, "{files:?}");
+        for file in wanted {
             assert!(files.contains(file), "{file} not written");
             let y = yaml(&env.dir, file);
             assert_eq!(y["collector"].as_str(), Some("localhost"), "{file}");
@@ -2082,14 +2271,16 @@ mod tests {
             ex3["http_proxy"]["proxy_password"].as_str(),
             Some(SQUID_PASSWORD)
         );
-        let ntlm = yaml(&env.dir, "squid_ntlm_tls.yaml");
-        assert_eq!(
-            ntlm["http_proxy"]["proxy_user"].as_str(),
-            Some("agent@CORP")
-        );
-        assert_eq!(ntlm["http_proxy"]["proxy_auth"].as_str(), Some("ntlm"));
-        assert_eq!(get("NTLM_USER"), "CORP\\agent");
-        assert_eq!(get("NTLM_PASSWORD"), NTLM_PASSWORD);
+        if with_ntlm {
+            let ntlm = yaml(&env.dir, "squid_ntlm_tls.yaml");
+            assert_eq!(
+                ntlm["http_proxy"]["proxy_user"].as_str(),
+                Some("agent@CORP")
+            );
+            assert_eq!(ntlm["http_proxy"]["proxy_auth"].as_str(), Some("ntlm"));
+            assert_eq!(get("NTLM_USER"), "CORP\\agent");
+            assert_eq!(get("NTLM_PASSWORD"), NTLM_PASSWORD);
+        }
         let denied_yaml = yaml(&env.dir, "squid_denied_port.yaml");
         assert_eq!(denied_yaml["collector_port"].as_u64(), Some(denied.into()));
 
@@ -2114,12 +2305,15 @@ mod tests {
         // Everything stops with the environment, squid and tinyproxy included.
         let pids: Vec<u32> = {
             let real = env._real.as_ref().unwrap();
-            vec![
+            assert_eq!(real.squid_ntlm.is_some(), with_ntlm);
+            assert_eq!(real.ports.squid_ntlm.is_some(), with_ntlm);
+            let mut pids = vec![
                 real.squid.as_ref().unwrap().pid(),
-                real.squid_ntlm.as_ref().unwrap().pid(),
                 real.tinyproxy.as_ref().unwrap().pid(),
                 real.tinyproxy_auth.as_ref().unwrap().pid(),
-            ]
+            ];
+            pids.extend(real.squid_ntlm.as_ref().map(Squid::pid));
+            pids
         };
         let env_dir = env.dir.clone();
         drop(env);
@@ -2137,7 +2331,7 @@ mod tests {
     #[test]
     fn restart_proxy_closes_and_opens_on_command() {
         let dir = temp_dir("restart");
-        let env = Env::start(&dir, false, false, false).unwrap();
+        let env = Env::start(&dir, false, Real::Off, false).unwrap();
         let vars = read_env_txt(&env.dir);
         let get = |k: &str| vars.iter().find(|(key, _)| key == k).unwrap().1.clone();
         let port: u16 = get("RESTART_PROXY_PORT").parse().unwrap();
@@ -2195,7 +2389,7 @@ mod tests {
         }
         assert!(missing_negotiate().is_empty(), "{:?}", missing_negotiate());
         let dir = temp_dir("negotiate");
-        let env = Env::start(&dir, false, false, true).unwrap();
+        let env = Env::start(&dir, false, Real::Off, true).unwrap();
         let vars = read_env_txt(&env.dir);
         let get = |k: &str| vars.iter().find(|(key, _)| key == k).unwrap().1.clone();
         let lines = check_expected(&env);
