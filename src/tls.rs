@@ -496,9 +496,12 @@ pub fn server_name(host: &Host) -> Result<ServerName<'static>> {
     }
 }
 
-/// What a finished handshake negotiated, and the peer certificate's subject, names and
-/// expiry (read for reports; the certificate was already verified, or verification is off).
-pub fn session_info(conn: &rustls::ClientConnection) -> TlsInfo {
+/// What a finished handshake negotiated, and the peer certificate as `cert` shows it
+/// (read for reports; the certificate was already verified, or verification is off).
+pub fn session_info(
+    conn: &rustls::ClientConnection,
+    cert: impl FnOnce(&CertificateDer<'_>) -> PresentedCert,
+) -> TlsInfo {
     let version = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_owned(),
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),
@@ -517,7 +520,7 @@ pub fn session_info(conn: &rustls::ClientConnection) -> TlsInfo {
         ..Default::default()
     };
     if let Some(leaf) = conn.peer_certificates().and_then(|chain| chain.first()) {
-        info.cert = presented_cert(leaf);
+        info.cert = cert(leaf);
     }
     info
 }

@@ -7,9 +7,11 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -110,7 +112,7 @@ impl Default for Progress {
 }
 
 /// Opens the tunnel the plan describes. Has no deadline of its own: the caller bounds it.
-pub async fn establish(plan: &Plan, progress: &mut Progress) -> Result<BoxStream> {
+pub async fn establish(plan: &Arc<Plan>, progress: &mut Progress) -> Result<BoxStream> {
     let (first_host, first_port) = match &plan.proxy {
         Some(p) => (&p.host, p.port),
         None => (&plan.collector, plan.collector_port),
@@ -129,7 +131,9 @@ pub async fn establish(plan: &Plan, progress: &mut Progress) -> Result<BoxStream
         let peer = proxy.host.authority(proxy.port);
         if let Some(hop) = &proxy.tls {
             progress.enter(Stage::ProxyTls);
-            stream = tls_handshake(stream, plan, hop, Stage::ProxyTls, &peer, progress).await?;
+            let shown = Some(plan);
+            stream =
+                tls_handshake(stream, plan, shown, hop, Stage::ProxyTls, &peer, progress).await?;
         }
         progress.enter(Stage::ProxyConnect);
         stream = send_connect(stream, plan, &peer, &addrs, progress).await?;
@@ -138,7 +142,17 @@ pub async fn establish(plan: &Plan, progress: &mut Progress) -> Result<BoxStream
     if let Some(hop) = &plan.collector_tls {
         progress.enter(Stage::CollectorTls);
         let peer = plan.collector_authority();
-        stream = tls_handshake(stream, plan, hop, Stage::CollectorTls, &peer, progress).await?;
+        let shown = Some(plan);
+        stream = tls_handshake(
+            stream,
+            plan,
+            shown,
+            hop,
+            Stage::CollectorTls,
+            &peer,
+            progress,
+        )
+        .await?;
     }
     Ok(stream)
 }
@@ -202,9 +216,12 @@ async fn connect_any(
     }
 }
 
+/// `shown`: the plan as an `Arc`, when the certificate's texts may be kept for the next
+/// open of the same plan (see [`shown_cert`]).
 async fn tls_handshake(
     stream: BoxStream,
     plan: &Plan,
+    shown: Option<&Arc<Plan>>,
     hop: &TlsHop,
     stage: Stage,
     peer: &str,
@@ -235,8 +252,10 @@ async fn tls_handshake(
     let presented = slot.take();
     match result {
         Ok(tls) => {
-            let mut info = tls::session_info(tls.get_ref().1);
-            info.cert = redacted(plan, info.cert);
+            let info = tls::session_info(tls.get_ref().1, |der| match shown {
+                Some(plan) => shown_cert(plan, der),
+                None => redacted(plan, tls::presented_cert(der)),
+            });
             crate::dtun_log!(
                 DTUN_LOG_DEBUG,
                 "TLS to {side} {peer} established: {} {}{}",
@@ -271,6 +290,50 @@ async fn tls_handshake(
             Err(error)
         }
     }
+}
+
+/// The certificates of the latest handshakes, as [`redacted`] shows them for the plan that
+/// opened them: a reconnect is shown the same certificate every time, and parsing and
+/// redacting it again cost about as much as the rest of the report. Keyed by the plan's
+/// allocation, held through a `Weak` (which keeps the plan's memory, not the plan, so no
+/// later plan can take its address while an entry names it, and the plan's secrets go when
+/// its config does) and by the certificate's bytes.
+struct ShownCert {
+    plan: Weak<Plan>,
+    der: CertificateDer<'static>,
+    shown: PresentedCert,
+}
+
+static SHOWN: Mutex<Vec<ShownCert>> = Mutex::new(Vec::new());
+
+/// Entries kept in [`SHOWN`]: both hops of a couple of configs.
+const SHOWN_MAX: usize = 4;
+
+/// [`redacted`] of the parsed certificate, from [`SHOWN`] when this plan was shown these
+/// bytes before. Never waits for the lock (nor, in a child forked while another thread held
+/// it, hangs on it): when it is taken, the certificate is parsed and nothing kept.
+fn shown_cert(plan: &Arc<Plan>, der: &CertificateDer<'_>) -> PresentedCert {
+    let same = |entry: &ShownCert| {
+        std::ptr::eq(entry.plan.as_ptr(), Arc::as_ptr(plan)) && entry.der.as_ref() == der.as_ref()
+    };
+    if let Ok(seen) = SHOWN.try_lock() {
+        if let Some(entry) = seen.iter().find(|entry| same(entry)) {
+            return entry.shown.clone();
+        }
+    }
+    let shown = redacted(plan, tls::presented_cert(der));
+    if let Ok(mut seen) = SHOWN.try_lock() {
+        seen.retain(|entry| entry.plan.strong_count() > 0);
+        if seen.len() >= SHOWN_MAX {
+            seen.remove(0);
+        }
+        seen.push(ShownCert {
+            plan: Arc::downgrade(plan),
+            der: der.clone().into_owned(),
+            shown: shown.clone(),
+        });
+    }
+    shown
 }
 
 /// A presented certificate's texts, secrets replaced and each cut to a length fit for a
@@ -614,7 +677,7 @@ async fn reconnect_proxy(
     let tcp = connect_any("proxy", &proxy.host, proxy.port, addrs, plan.tcp, progress).await?;
     let mut stream: BoxStream = Box::new(Socket::new(tcp));
     if let Some(hop) = &proxy.tls {
-        stream = tls_handshake(stream, plan, hop, Stage::ProxyTls, peer, progress).await?;
+        stream = tls_handshake(stream, plan, None, hop, Stage::ProxyTls, peer, progress).await?;
     }
     Ok(stream)
 }
@@ -708,5 +771,46 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TunnelConfig;
+
+    fn plan_with_password(password: &str) -> Arc<Plan> {
+        let yaml = format!(
+            "collector: collector.example\nhttp_proxy:\n  proxy_host: proxy.example\n  proxy_port: 3128\n  proxy_user: agent\n  proxy_password: {password}\n"
+        );
+        TunnelConfig::from_yaml(&yaml).unwrap().plan()
+    }
+
+    #[test]
+    fn a_certificate_shown_before_is_shown_as_its_own_plan_redacts_it() {
+        let dir = std::env::temp_dir().join(format!("dtun-shown-{}", std::process::id()));
+        let pki = dtun_testenv::pki::Pki::new(&dir).unwrap();
+        let ca = pki.make_ca("shown", "Secretword7 CA").unwrap();
+        let hides = plan_with_password("Secretword7");
+        let shows = plan_with_password("Otherword9");
+        for _ in 0..2 {
+            // The same bytes, each plan's own redaction, from the cache or not.
+            assert_eq!(
+                shown_cert(&hides, &ca.cert_der).subject,
+                "CN=<redacted> CA, O=dtun tests"
+            );
+            assert_eq!(
+                shown_cert(&shows, &ca.cert_der).subject,
+                "CN=Secretword7 CA, O=dtun tests"
+            );
+        }
+        // A plan gone: its entry goes too, and a new plan never matches it.
+        drop(hides);
+        let again = plan_with_password("Secretword7");
+        assert_eq!(
+            shown_cert(&again, &ca.cert_der).subject,
+            "CN=<redacted> CA, O=dtun tests"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
