@@ -7,7 +7,7 @@
 #
 # Builds the library and dtun-testenv (release) and benches/ring_floor, compiles
 # benches/bench_dtun.c and benches/bench_curl.c into build/bench/, starts the test environment
-# with real squid (dtun-testenv run --dir build/bench/env --real-proxies), and runs each
+# with real squid (dtun-testenv run --dir build/bench/env --real-proxies --no-ntlm), and runs each
 # measurement for dragent-tunnel and for libcurl back to back, N rounds (the order of the two
 # flips every round), through squid's https_port with Basic auth to a TLS collector inside
 # the tunnel: the echo collector (the environment's squid_example3.yaml) for throughput and
@@ -310,7 +310,7 @@ fi
 rm -rf "$env_dir"
 printf 'bench: %s round(s) of %s: %s MiB echoed, %s opens, %s idle tunnels%s\n' "$rounds" \
     "$modes" "$mib" "$opens" "$tunnels" "${callgrind:+, under callgrind}" >&2
-"$target/dtun-testenv" run --dir "$env_dir" --real-proxies -- \
+"$target/dtun-testenv" run --dir "$env_dir" --real-proxies --no-ntlm -- \
     "$0" --in-env "$raw" "$rounds" "$mib" "$opens" "$tunnels" "$modes" "$quiet_wait" \
     "$msg_counts" "$floor_s" "$cg_dir" ||
     die "the benchmarks did not run to the end"
