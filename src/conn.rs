@@ -27,6 +27,11 @@ use crate::tunnel::{self, BoxStream, Progress};
 /// How long `close` may spend sending TLS close_notify and flushing.
 pub const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
+/// The largest send tried without entering the runtime ([`Connection::send`]'s fast path):
+/// an agent's messages fit, and the work done there, unbounded by the call's timeout, stays
+/// in microseconds.
+const FAST_SEND_MAX: usize = 64 * 1024;
+
 /// How long a call may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
@@ -201,13 +206,18 @@ impl Connection {
         if let Some(e) = self.broken.get() {
             return (0, Err(e.clone()));
         }
+        let called = Instant::now();
         let mut sent = 0usize;
         let outcome = match self.send_now(buf, &mut sent) {
             Some(done) => Ending::Done(done),
             None => {
-                let outcome = runtime::block_on(self.bounded(wait, async {
+                let outcome = runtime::block_on(self.bounded(wait, called, async {
                     let mut writer = self.writer.lock().await;
-                    write_all_counted(&mut writer, buf, &mut sent).await
+                    let done = write_all_counted(&mut writer, buf, &mut sent).await;
+                    if done.is_ok() {
+                        self.unflushed.store(false, Ordering::Release);
+                    }
+                    done
                 }));
                 match outcome {
                     Ok(outcome) => outcome,
@@ -221,10 +231,10 @@ impl Connection {
             buf.len()
         );
         let result = match outcome {
-            Ending::Done(Ok(())) => {
-                self.unflushed.store(false, Ordering::Release);
-                Ok(Transfer::Complete)
-            }
+            // `unflushed` was cleared while the writer was held: cleared after it is let go, it
+            // could wipe the mark of another sender's timed-out bytes, which a waiting reader
+            // would then leave queued.
+            Ending::Done(Ok(())) => Ok(Transfer::Complete),
             Ending::Done(Err(e)) => Err(self.break_with(stream_error("send", &e))),
             Ending::TimedOut | Ending::ShutDown => {
                 // What was accepted may sit in a TLS layer: a reader already waiting takes
@@ -250,12 +260,24 @@ impl Connection {
     /// Polling the socket outside the runtime is sound: its readiness is kept by the
     /// registration, which the waker given here (a no-op) only replaces until the runtime
     /// polls again with its own.
+    ///
+    /// Only for sends of at most [`FAST_SEND_MAX`] bytes: the polling here has no deadline, no
+    /// shutdown check and no runtime budget, so a large send into a fast socket would run on
+    /// past its timeout (tens of MiB were seen accepted by a send with timeout 0).
     fn send_now(&self, buf: &[u8], sent: &mut usize) -> Option<std::io::Result<()>> {
+        if buf.len() > FAST_SEND_MAX {
+            return None;
+        }
         let mut writer = self.writer.try_lock().ok()?;
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         let polled = pin!(write_all_counted(&mut writer, buf, sent)).poll(&mut cx);
         match polled {
-            Poll::Ready(done) => Some(done),
+            Poll::Ready(done) => {
+                if done.is_ok() {
+                    self.unflushed.store(false, Ordering::Release);
+                }
+                Some(done)
+            }
             Poll::Pending => None,
         }
     }
@@ -273,7 +295,8 @@ impl Connection {
         if let Some(e) = self.broken.get() {
             return (0, Err(e.clone()));
         }
-        let outcome = runtime::block_on(self.bounded(wait, async {
+        let called = Instant::now();
+        let outcome = runtime::block_on(self.bounded(wait, called, async {
             let mut reader = self.reader.lock().await;
             read_while_flushing(
                 &mut reader,
@@ -317,13 +340,14 @@ impl Connection {
     ///
     /// Costs nothing beyond `work` when it ends at its first poll: the shutdown wait and the
     /// timer are registered only when `work` has to wait.
-    async fn bounded<F: Future>(&self, wait: Wait, work: F) -> Ending<F::Output> {
+    /// `called`: when the exported call began, which the timeout counts from.
+    async fn bounded<F: Future>(&self, wait: Wait, called: Instant, work: F) -> Ending<F::Output> {
         // Made before the flag is read: `notify_waiters` wakes every `Notified` made before
         // it, polled or not, so a shutdown between the two still wakes us.
         let mut shut = pin!(self.shutdown_now.notified());
         let started = match wait {
             Wait::Forever => None,
-            Wait::For(limit) => Some((Instant::now(), limit)),
+            Wait::For(limit) => Some((called, limit)),
         };
         let mut work = pin!(work);
         let mut deadline = pin!(None::<tokio::time::Sleep>);
