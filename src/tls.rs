@@ -369,7 +369,7 @@ static PROVIDER: Lazy<Arc<CryptoProvider>> = Lazy::new(|| {
 /// cost: with AES in hardware AES-128-GCM, then AES-256-GCM, then ChaCha20-Poly1305 (rustls
 /// puts AES-256 first; AES-128 runs 10 rounds instead of 14, and its TLS 1.3 suite hashes
 /// the handshake with SHA-256 instead of SHA-384); without it ChaCha20-Poly1305 first (AES
-/// in software is slower, and not constant-time). The same suites are offered either way:
+/// in software is several times slower than ChaCha20). The same suites are offered either way:
 /// a peer that honours its own preference still gets its choice.
 fn preferred_order(
     mut suites: Vec<rustls::SupportedCipherSuite>,
@@ -399,7 +399,7 @@ fn preferred_order(
 }
 
 /// Whether this CPU has the AES and carry-less multiplication instructions that make
-/// AES-GCM fast (and constant-time) in ring.
+/// AES-GCM fast in ring.
 fn aes_in_hardware() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
