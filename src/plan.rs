@@ -223,23 +223,14 @@ impl Plan {
     /// could echo our header back in its reason phrase), then cut to `max` characters. In
     /// that order: a cut first could leave a prefix of a secret that no longer matches.
     pub fn redact_and_shorten(&self, text: &str, max: usize) -> String {
-        let redacted = self.redact(text);
-        if redacted.chars().count() <= max {
-            redacted
-        } else {
-            let mut cut: String = redacted.chars().take(max).collect();
-            cut.push_str("...");
-            cut
-        }
+        self.redact_with(&[], text, max)
     }
 
     /// [`Plan::redact_and_shorten`] that also replaces the `Proxy-Authorization` values
     /// this open sent (a Digest response, for instance).
     pub fn redact_with(&self, extra: &[Secret], text: &str, max: usize) -> String {
-        let mut out = self.redact(text);
-        for secret in extra {
-            out = redact_secret(out, secret);
-        }
+        let planned = self.proxy.iter().flat_map(|p| p.secrets.iter());
+        let out = redact_all(text, planned.chain(extra));
         if out.chars().count() <= max {
             out
         } else {
@@ -248,38 +239,69 @@ impl Plan {
             cut
         }
     }
-
-    /// Replaces every secret in a text.
-    fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        if let Some(p) = &self.proxy {
-            for secret in &p.secrets {
-                out = redact_secret(out, secret);
-            }
-        }
-        out
-    }
 }
 
-/// Replaces a secret in a text, in every form in which peer text reaches a message: as it
-/// is, with control characters shown as `?` (how a reason phrase is printed), Debug-escaped
-/// (how a preview of a malformed reply is printed), and trimmed. Every non-empty secret
-/// counts, however short: a garbled message is better than a leaked password.
-fn redact_secret(mut out: String, secret: &Secret) -> String {
-    let raw = String::from_utf8_lossy(secret.expose());
-    if raw.is_empty() {
-        return out;
-    }
-    let shown: String = raw
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    let escaped: String = raw.escape_debug().collect();
-    for form in [raw.as_ref(), shown.as_str(), shown.trim(), escaped.as_str()] {
-        if !form.is_empty() && out.contains(form) {
-            out = out.replace(form, "<redacted>");
+/// Replaces a secret in a text (see [`redact_all`]).
+#[cfg(test)]
+fn redact_secret(out: String, secret: &Secret) -> String {
+    redact_all(&out, std::iter::once(secret))
+}
+
+/// Replaces every secret in a text, in every form in which peer text reaches a message: as
+/// it is, with control characters shown as `?` (how a reason phrase is printed),
+/// Debug-escaped (how a preview of a malformed reply is printed), and trimmed. Every
+/// non-empty secret counts, however short: a garbled message is better than a leaked
+/// password.
+///
+/// Every form of every secret is looked for in the text as it came, and each run of
+/// overlapping or touching matches is replaced once. Replacing one secret after another
+/// would not do: a short secret (a header value "1") replaced inside a longer one (the
+/// Basic token) leaves the rest of the longer one unmatched, and shown.
+fn redact_all<'a>(text: &str, secrets: impl Iterator<Item = &'a Secret>) -> String {
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for secret in secrets {
+        let raw = String::from_utf8_lossy(secret.expose());
+        if raw.is_empty() {
+            continue;
+        }
+        let shown: String = raw
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        let escaped: String = raw.escape_debug().collect();
+        for form in [raw.as_ref(), shown.as_str(), shown.trim(), escaped.as_str()] {
+            if form.is_empty() {
+                continue;
+            }
+            // Overlapping occurrences too ("aa" twice in "aaa"): the span then covers all.
+            let mut from = 0;
+            while let Some(at) = text[from..].find(form) {
+                let start = from + at;
+                spans.push((start, start + form.len()));
+                let step = text[start..].chars().next().map_or(1, char::len_utf8);
+                from = start + step;
+            }
         }
     }
+    if spans.is_empty() {
+        return text.to_owned();
+    }
+    spans.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < spans.len() {
+        let (start, mut end) = spans[i];
+        i += 1;
+        while i < spans.len() && spans[i].0 <= end {
+            end = end.max(spans[i].1);
+            i += 1;
+        }
+        out.push_str(&text[copied..start]);
+        out.push_str("<redacted>");
+        copied = end;
+    }
+    out.push_str(&text[copied..]);
     out
 }
 
@@ -462,5 +484,48 @@ mod tests {
             assert!(shown.ends_with("..."), "{shown}");
         }
         assert_eq!(plan.redact_and_shorten("Forbidden", 80), "Forbidden");
+    }
+
+    #[test]
+    fn a_short_secret_inside_a_longer_one_does_not_shadow_it() {
+        // Header values "b", "K" and "f" occur inside the Basic token and the Digest
+        // response: the longer secrets must still be replaced whole.
+        let plan = TunnelConfig::from_yaml(
+            "http_proxy: {proxy_host: p.example, proxy_port: 3128, proxy_user: agent, \
+             proxy_password: 'p:a@s/s%w+rd', headers: {X-Agent-Id: 'b', X-Zone: 'K', X-B: 'f'}}",
+        )
+        .unwrap()
+        .plan();
+        let b64 = "YWdlbnQ6cDphQHMvcyV3K3Jk";
+        let response = super::Secret::new(b"070f5cf8bf24e041024c52f7b556adbc".to_vec());
+        let text = format!("HTTP/1.1 403 Basic {b64}");
+        let shown = plan.redact_with(&[], &text, 80);
+        assert_eq!(shown, "HTTP/1.1 403 Basic <redacted>");
+        let text = "HTTP/1.1 403 070f5cf8bf24e041024c52f7b556adbc";
+        let shown = plan.redact_with(std::slice::from_ref(&response), text, 80);
+        assert_eq!(shown, "HTTP/1.1 403 <redacted>");
+        // Touching and overlapping matches make one span; the short ones still count alone.
+        let text = format!("x{b64}bK y b f");
+        assert_eq!(
+            plan.redact_and_shorten(&text, 200),
+            "x<redacted> y <redacted> <redacted>"
+        );
+        // Near the cut: redacted first, so no prefix of the token survives the cut.
+        let text = format!("{}{b64}", "x".repeat(70));
+        let shown = plan.redact_with(&[], &text, 80);
+        assert!(!shown.contains("YWdl"), "{shown}");
+    }
+
+    #[test]
+    fn overlapping_occurrences_of_one_secret_are_all_replaced() {
+        use super::{redact_all, Secret};
+        let aa = Secret::new(b"aa".to_vec());
+        assert_eq!(redact_all("xaaay", [&aa].into_iter()), "x<redacted>y");
+        let long = Secret::new("pässwörd".as_bytes().to_vec());
+        let short = Secret::new("ö".as_bytes().to_vec());
+        assert_eq!(
+            redact_all("[pässwörd] ö", [&short, &long].into_iter()),
+            "[<redacted>] <redacted>"
+        );
     }
 }

@@ -519,7 +519,7 @@ async fn send_connect(
                 crate::dtun_log!(
                     DTUN_LOG_DEBUG,
                     "proxy {peer} answered {status_line} offering {offered}; answering with {}",
-                    exchange.scheme().map_or("?", Scheme::name)
+                    exchange.answering()
                 );
                 let kept = !head.closes && drain_body(&mut stream, head.body, &rest, peer).await?;
                 if !kept {

@@ -405,6 +405,198 @@ fn an_echoed_digest_answer_is_redacted_everywhere() {
     }
 }
 
+/// A proxy that challenges with `challenge` (when the first request has no credentials),
+/// then answers the credentials with a 403 whose reason phrase is the Digest response, or
+/// the whole Basic value. Returns the port and a handle giving the secret it echoed.
+fn echoing_secret_proxy(challenge: &'static str) -> (u16, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut out = stream;
+        let mut read_head = || {
+            let mut auth = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    return auth;
+                }
+                if let Some(v) = line.strip_prefix("Proxy-Authorization: ") {
+                    auth = v.trim().to_owned();
+                }
+            }
+        };
+        let mut auth = read_head();
+        if auth.is_empty() {
+            let challenge = format!(
+                "HTTP/1.1 407 P\r\nProxy-Authenticate: {challenge}\r\nContent-Length: 0\r\n\r\n"
+            );
+            let _ = out.write_all(challenge.as_bytes());
+            auth = read_head();
+        }
+        let secret = match auth.split("response=\"").nth(1) {
+            Some(r) => r.split('"').next().unwrap_or_default().to_owned(),
+            None => auth.trim_start_matches("Basic ").to_owned(),
+        };
+        let shown = match auth.strip_prefix("Basic ") {
+            Some(_) => auth.clone(),
+            None => secret.clone(),
+        };
+        let reply = format!("HTTP/1.1 403 {shown}\r\nContent-Length: 0\r\n\r\n");
+        let _ = out.write_all(reply.as_bytes());
+        secret
+    });
+    (port, handle)
+}
+
+/// One-character header values are secrets too, and they occur inside the Basic token and
+/// the Digest response: replacing them first used to leave the rest of those shown.
+#[test]
+fn short_header_values_do_not_shadow_an_echoed_basic_token_or_digest_response() {
+    let collector = EchoServer::start(None).unwrap();
+    for (mode, challenge) in [
+        ("digest", "Digest realm=\"r\", nonce=\"n\", qop=\"auth\""),
+        ("basic", "Basic realm=\"r\""),
+    ] {
+        let (port, echoed) = echoing_secret_proxy(challenge);
+        let logs = LogCapture::start();
+        let cfg = Yaml::collector(collector.port())
+            .plain_collector()
+            .proxy(port)
+            .auth(USER, PASSWORD)
+            .set("http_proxy.proxy_auth", mode)
+            .set(
+                "http_proxy.headers",
+                "{X-Agent-Id: '1', X-Zone: '3', X-B: 'b'}",
+            )
+            .build();
+        let (conn, report) = Connection::open_with_report(&cfg, OPEN_WAIT);
+        let e = conn.expect_err("a 403");
+        assert_eq!(e.status(), Status::DTUN_ERR_PROXY_REFUSED, "{mode}");
+        let secret = echoed.join().unwrap();
+        assert!(secret.len() >= 24, "{mode}: the proxy saw no credentials");
+        let mut secrets = secrets_of(USER, PASSWORD);
+        secrets.push(secret);
+        assert_error_clean(&e, &secrets);
+        assert_report_clean(&report, &secrets);
+        for (_, line) in logs.records() {
+            assert_no_leak("log", &line, &secrets);
+        }
+        assert!(e.message().contains("<redacted>"), "{mode}");
+    }
+}
+
+/// A 407 naming no scheme (no Proxy-Authenticate) to the Basic credentials of the first
+/// CONNECT: the credentials were rejected, with the credentials hint, not "the proxy asks
+/// for another scheme; nothing was rejected".
+#[test]
+fn a_bare_407_to_credentials_says_they_were_rejected() {
+    let fake = ScriptedProxy::start(|_| {
+        b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n".to_vec()
+    });
+    let cfg = Yaml::collector(6443)
+        .plain_collector()
+        .proxy(fake.port())
+        .auth(USER, PASSWORD)
+        .build();
+    let (conn, report) = Connection::open_with_report(&cfg, OPEN_WAIT);
+    let e = conn.expect_err("a bare 407");
+    assert_eq!(e.status(), Status::DTUN_ERR_PROXY_AUTH, "{}", e.message());
+    let message = e.message();
+    assert!(
+        message.contains("the Basic credentials of http_proxy.proxy_user were rejected")
+            && message.contains("names no scheme")
+            && !message.contains("nothing was rejected"),
+        "{message}"
+    );
+    let hint = report.get("hint").expect("a hint");
+    assert!(
+        hint.contains("check http_proxy.proxy_user and http_proxy.proxy_password")
+            && !hint.contains("proxy_auth"),
+        "{hint}"
+    );
+    assert_error_clean(&e, &secrets_of(USER, PASSWORD));
+    assert_report_clean(&report, &secrets_of(USER, PASSWORD));
+}
+
+/// A keep-alive proxy answering every CONNECT with the same 407 offering Negotiate and
+/// Digest; returns the port and a handle giving how many CONNECTs came.
+#[cfg(feature = "gssapi")]
+fn negotiate_and_digest_proxy() -> (u16, std::thread::JoinHandle<usize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut out = stream;
+        let mut requests = 0;
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return requests,
+                Ok(_) if line == "\r\n" => {
+                    requests += 1;
+                    let reply = "HTTP/1.1 407 Proxy Authentication Required\r\n\
+                        Proxy-Authenticate: Negotiate\r\n\
+                        Proxy-Authenticate: Digest realm=\"r\", nonce=\"n\", qop=\"auth\"\r\n\
+                        Content-Length: 0\r\n\r\n";
+                    if out.write_all(reply.as_bytes()).is_err() {
+                        return requests;
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+    });
+    (port, handle)
+}
+
+/// `proxy_auth: any`: Negotiate offered but no Kerberos credentials usable (a keytab that
+/// does not exist), so Digest answers instead; when Digest is rejected, the message and the
+/// hint say Negotiate was passed over, and a DEBUG line said so when it happened.
+#[cfg(feature = "gssapi")]
+#[test]
+fn a_rejected_fallback_says_negotiate_was_passed_over() {
+    let keytab = std::env::temp_dir().join(format!("dtun-no-such-{}.keytab", std::process::id()));
+    assert!(!keytab.exists());
+    let (port, requests) = negotiate_and_digest_proxy();
+    let logs = LogCapture::start();
+    let cfg = Yaml::collector(6443)
+        .plain_collector()
+        .proxy(port)
+        .auth(USER, PASSWORD)
+        .set("http_proxy.proxy_auth", "any")
+        .set("http_proxy.proxy_keytab", qp(&keytab))
+        .build();
+    let (conn, report) = Connection::open_with_report(&cfg, OPEN_WAIT);
+    let e = conn.expect_err("Digest rejected");
+    assert_eq!(
+        requests.join().unwrap(),
+        2,
+        "the challenge, then one Digest answer"
+    );
+    assert_eq!(e.status(), Status::DTUN_ERR_PROXY_AUTH, "{}", e.message());
+    let message = e.message();
+    assert!(
+        message.contains("Negotiate was offered but passed over, no Kerberos ticket could be used")
+            && message.contains("the Digest credentials of http_proxy.proxy_user were rejected"),
+        "{message}"
+    );
+    let hint = report.get("hint").expect("a hint");
+    assert!(hint.contains("for Negotiate"), "{hint}");
+    let debug = logs.records().into_iter().find(|(level, line)| {
+        *level == dragent_tunnel::log::LogLevel::DTUN_LOG_DEBUG
+            && line.contains("answering with Digest: Negotiate was offered but passed over")
+    });
+    assert!(debug.is_some(), "{}", logs.dump());
+    let secrets = secrets_of(USER, PASSWORD);
+    assert_error_clean(&e, &secrets);
+    assert_report_clean(&report, &secrets);
+}
+
 /// A CHALLENGE (type 2) message: Unicode, NTLM, target info (a domain name, then EOL).
 fn ntlm_type2_b64() -> String {
     use base64::Engine as _;

@@ -38,8 +38,9 @@ pub struct ReplyHead {
     /// next request goes on the same connection).
     pub body: BodyLength,
     /// Whether the proxy closes the connection after this reply: `Connection: close` or
-    /// `Proxy-Connection: close`, HTTP/1.0 without `keep-alive`, or a body delimited by the
-    /// close ([`BodyLength::UntilClose`]).
+    /// `Proxy-Connection: close`, HTTP/1.0 without `keep-alive`, a body delimited by the
+    /// close ([`BodyLength::UntilClose`]), or chunked framing that must not be trusted for
+    /// another request (with a `Content-Length` too, or in an HTTP/1.0 reply).
     pub closes: bool,
 }
 
@@ -343,18 +344,20 @@ fn parse_head(head: &[u8]) -> Result<ReplyHead, ParseError> {
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             let text = String::from_utf8_lossy(value).to_ascii_lowercase();
-            let last = text
-                .rsplit(',')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_owned();
-            if last == "chunked" {
-                chunked = true;
-            } else if !last.is_empty() {
-                bad_framing.get_or_insert_with(|| {
-                    format!("unsupported Transfer-Encoding {}", preview(value))
-                });
+            // The last coding is the one that frames the body; empty list elements
+            // (`chunked,`) are no codings (RFC 9110 5.6.1).
+            match text.rsplit(',').map(str::trim).find(|c| !c.is_empty()) {
+                Some("chunked") => chunked = true,
+                Some(_) => {
+                    bad_framing.get_or_insert_with(|| {
+                        format!("unsupported Transfer-Encoding {}", preview(value))
+                    });
+                }
+                None => {
+                    bad_framing.get_or_insert_with(|| {
+                        format!("Transfer-Encoding without a coding {}", preview(value))
+                    });
+                }
             }
         } else if name.eq_ignore_ascii_case(b"connection")
             || name.eq_ignore_ascii_case(b"proxy-connection")
@@ -383,6 +386,12 @@ fn parse_head(head: &[u8]) -> Result<ReplyHead, ParseError> {
     } else {
         BodyLength::UntilClose
     };
+    // Framing that invites smuggling closes the connection after the reply, whatever it
+    // says: chunked with a Content-Length too (RFC 9112 6.3, rule 3), and chunked in an
+    // HTTP/1.0 reply, which is faulty framing (RFC 9112 6.1). The body is still read as
+    // chunked. A 2xx's framing headers are ignored.
+    let faulty_framing =
+        chunked && (length.is_some() || minor_version == 0) && !(200..=299).contains(&code);
     Ok(ReplyHead {
         minor_version,
         code,
@@ -390,7 +399,10 @@ fn parse_head(head: &[u8]) -> Result<ReplyHead, ParseError> {
         auth_schemes,
         challenges,
         body,
-        closes: close || (minor_version == 0 && !keep_alive) || body == BodyLength::UntilClose,
+        closes: close
+            || (minor_version == 0 && !keep_alive)
+            || body == BodyLength::UntilClose
+            || faulty_framing,
     })
 }
 

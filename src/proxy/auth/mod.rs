@@ -240,6 +240,10 @@ pub enum Failure {
     },
     /// Credentials of `scheme` were sent and the proxy asked again for that same scheme.
     Rejected(Scheme),
+    /// Credentials of `scheme` were sent and the proxy's 407 names no scheme at all (no
+    /// `Proxy-Authenticate`): a refusal of those credentials, not a request for another
+    /// scheme.
+    RejectedNoScheme(Scheme),
     /// The proxy asks for other schemes than the one `proxy_auth` selects (or than the one
     /// sent): nothing was rejected.
     OtherScheme {
@@ -270,6 +274,14 @@ pub enum Failure {
     Negotiate {
         /// The whole message.
         message: String,
+    },
+    /// `any`: Negotiate was offered but passed over (no token could be made: no ticket, an
+    /// expired one), and the scheme used instead failed too.
+    AfterNegotiateSkipped {
+        /// Why Negotiate was passed over: the negotiate module's message, with its hint.
+        negotiate: String,
+        /// How the scheme used instead failed.
+        failure: Box<Failure>,
     },
 }
 
@@ -334,6 +346,8 @@ pub struct Exchange<'a> {
     /// `any`: why Negotiate, offered, was passed over for another scheme (no token could be
     /// made).
     negotiate_skipped: Option<Failure>,
+    /// Whether the last 407 is the one Negotiate was passed over on.
+    negotiate_skipped_now: bool,
     /// The Negotiate context of this open, once its first token was made (in a mutex only
     /// to be `Sync`: GSSAPI contexts are `Send`, not `Sync`).
     #[cfg(feature = "gssapi")]
@@ -374,6 +388,7 @@ impl<'a> Exchange<'a> {
             sent_values: Vec::new(),
             negotiate: NegotiateSetup::default(),
             negotiate_skipped: None,
+            negotiate_skipped_now: false,
             #[cfg(feature = "gssapi")]
             negotiate_client: None,
         }
@@ -521,7 +536,21 @@ impl<'a> Exchange<'a> {
 
     /// The next step after a 407 carrying `challenges`.
     pub fn on_challenge(&mut self, challenges: &[Challenge]) -> Decision {
-        let decision = self.decide(challenges);
+        self.negotiate_skipped_now = false;
+        let decision = match self.decide(challenges) {
+            // The user learns that Negotiate was passed over, not only how the scheme used
+            // instead failed.
+            Decision::Fail(failure) => Decision::Fail(match self.negotiate_skipped() {
+                Some(negotiate) if !matches!(failure, Failure::Negotiate { .. }) => {
+                    Failure::AfterNegotiateSkipped {
+                        negotiate,
+                        failure: Box::new(failure),
+                    }
+                }
+                _ => failure,
+            }),
+            retry => retry,
+        };
         if matches!(decision, Decision::Retry(_)) {
             self.rounds += 1;
             self.carrying = match self.sent {
@@ -608,6 +637,7 @@ impl<'a> Exchange<'a> {
                 }
                 match (chosen, negotiate_failure) {
                     (Some(s), failure) => {
+                        self.negotiate_skipped_now = failure.is_some();
                         self.negotiate_skipped = failure;
                         s
                     }
@@ -620,6 +650,11 @@ impl<'a> Exchange<'a> {
             }
         };
         if !offers(scheme) {
+            // The request this 407 answers carried credentials, and the 407 names no scheme
+            // at all: those credentials were refused (no other scheme is asked for).
+            if let (true, Some(carried)) = (challenges.is_empty(), self.carrying) {
+                return Decision::Fail(Failure::RejectedNoScheme(carried));
+            }
             return Decision::Fail(Failure::OtherScheme {
                 wanted,
                 sent: self.sent,
@@ -646,6 +681,19 @@ impl<'a> Exchange<'a> {
     /// or not compiled in.
     pub fn negotiate_skipped(&self) -> Option<String> {
         self.negotiate_skipped.as_ref().map(|f| f.describe(""))
+    }
+
+    /// The scheme of the answer now due, for the log line of a 407 answered: its name, and
+    /// why Negotiate was passed over when that happened on this 407 (`any`, no ticket).
+    pub fn answering(&self) -> String {
+        let scheme = self.scheme().map_or("?", Scheme::name);
+        match self.negotiate_skipped() {
+            Some(why) if self.negotiate_skipped_now => format!(
+                "{scheme}: Negotiate was offered but passed over, no Kerberos ticket could be used ({})",
+                before_hint(&why)
+            ),
+            _ => scheme.to_owned(),
+        }
     }
 
     /// Drops the Negotiate context of a first token that could not be made.
@@ -832,6 +880,12 @@ impl Failure {
             Failure::Rejected(scheme) => format!(
                 "the {scheme} credentials of http_proxy.proxy_user were rejected; the proxy offers: {offered}"
             ),
+            Failure::RejectedNoScheme(Scheme::Negotiate) => {
+                "the Kerberos ticket sent with Negotiate was rejected: the proxy's 407 names no scheme (no Proxy-Authenticate)".into()
+            }
+            Failure::RejectedNoScheme(scheme) => format!(
+                "the {scheme} credentials of http_proxy.proxy_user were rejected: the proxy's 407 names no scheme (no Proxy-Authenticate)"
+            ),
             Failure::OtherScheme { wanted, sent } => {
                 let sent = match sent {
                     Some(s) => format!("{s} credentials were sent, but "),
@@ -852,6 +906,11 @@ impl Failure {
                 "no tunnel after {MAX_ROUNDS} CONNECTs; the proxy offers: {offered}"
             ),
             Failure::Negotiate { message } => message.clone(),
+            Failure::AfterNegotiateSkipped { negotiate, failure } => format!(
+                "Negotiate was offered but passed over, no Kerberos ticket could be used ({}); {}",
+                before_hint(negotiate),
+                failure.describe(offered)
+            ),
             Failure::ClosedMidExchange(scheme) => format!(
                 "the proxy closes the connection in the middle of {scheme} authentication, which needs one connection for all its steps; the proxy offers: {offered}"
             ),
@@ -873,6 +932,11 @@ impl Failure {
                 "the proxy rejected the credentials (it asks for {offered}): check http_proxy.proxy_user and http_proxy.proxy_password{}",
                 if matches!(self, Failure::Rejected(Scheme::Ntlm)) { " (a domain user as DOMAIN\\user or user@domain)" } else { "" }
             ),
+            Failure::RejectedNoScheme(Scheme::Negotiate) => "the proxy rejected the Kerberos ticket (its 407 names no scheme): check the ticket (klist, kinit, KRB5CCNAME) or http_proxy.proxy_keytab".into(),
+            Failure::RejectedNoScheme(scheme) => format!(
+                "the proxy rejected the credentials (its 407 names no scheme): check http_proxy.proxy_user and http_proxy.proxy_password{}",
+                if *scheme == Scheme::Ntlm { " (a domain user as DOMAIN\\user or user@domain)" } else { "" }
+            ),
             Failure::OtherScheme { .. } => format!(
                 "the proxy asks for {offered}: set http_proxy.proxy_auth to one of those (or any) if this build can answer it"
             ),
@@ -885,8 +949,20 @@ impl Failure {
                 Some((_, hint)) => hint.to_owned(),
                 None => "see the message: the Kerberos ticket (kinit, KRB5CCNAME) or http_proxy.proxy_keytab".into(),
             },
+            Failure::AfterNegotiateSkipped { negotiate, failure } => format!(
+                "{}; or, for Negotiate (offered, but passed over for want of a usable Kerberos ticket): {}",
+                failure.hint(offered),
+                Failure::Negotiate { message: negotiate.clone() }.hint(offered)
+            ),
         }
     }
+}
+
+/// A message of the negotiate module without its hint (`...; hint: ...`).
+fn before_hint(message: &str) -> &str {
+    message
+        .rsplit_once("; hint: ")
+        .map_or(message, |(what, _)| what)
 }
 
 #[cfg(test)]

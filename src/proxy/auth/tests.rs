@@ -100,6 +100,80 @@ fn basic_mode_sends_first_and_is_rejected_once() {
     }
 }
 
+/// A 407 naming no scheme at all (no Proxy-Authenticate) after credentials were sent: those
+/// credentials were refused, not "another scheme asked for".
+#[test]
+fn a_407_naming_no_scheme_after_credentials_rejects_them() {
+    let password = pw();
+    let mut x = exchange(Some(ProxyAuth::Basic), &password);
+    x.first();
+    let f = match x.on_challenge(&[]) {
+        Decision::Fail(f @ Failure::RejectedNoScheme(Scheme::Basic)) => f,
+        other => panic!("{other:?}"),
+    };
+    let why = f.describe("no scheme named");
+    assert!(
+        why.contains("Basic credentials of http_proxy.proxy_user were rejected")
+            && why.contains("names no scheme")
+            && !why.contains("nothing was rejected"),
+        "{why}"
+    );
+    let hint = f.hint("no scheme named");
+    assert!(
+        hint.contains("check http_proxy.proxy_user and http_proxy.proxy_password")
+            && !hint.contains("proxy_auth"),
+        "{hint}"
+    );
+    // After a Digest answer too; a blank Proxy-Authenticate names no scheme either.
+    let mut x = exchange(Some(ProxyAuth::Digest), &password);
+    x.first();
+    assert!(matches!(
+        x.on_challenge(&parse(&[DIGEST])),
+        Decision::Retry(_)
+    ));
+    assert!(matches!(
+        x.on_challenge(&parse(&[" "])),
+        Decision::Fail(Failure::RejectedNoScheme(Scheme::Digest))
+    ));
+    // No credentials went yet: nothing was rejected.
+    let mut x = exchange(Some(ProxyAuth::Digest), &password);
+    x.first();
+    assert!(matches!(
+        x.on_challenge(&[]),
+        Decision::Fail(Failure::OtherScheme { sent: None, .. })
+    ));
+    // A scheme named, but not the one sent: still "other scheme", nothing rejected.
+    let mut x = exchange(Some(ProxyAuth::Basic), &password);
+    x.first();
+    assert!(matches!(
+        x.on_challenge(&parse(&["Bearer realm=x"])),
+        Decision::Fail(Failure::OtherScheme { .. })
+    ));
+}
+
+/// How a failure after Negotiate was passed over reads (built by hand: passing Negotiate
+/// over needs the `gssapi` feature, tested with it below).
+#[test]
+fn a_failure_after_negotiate_was_passed_over_says_so() {
+    let f = Failure::AfterNegotiateSkipped {
+        negotiate: "Negotiate (Kerberos) to HTTP@p.example: No Kerberos credentials available; hint: run kinit, or set KRB5CCNAME".into(),
+        failure: Box::new(Failure::Rejected(Scheme::Digest)),
+    };
+    assert_eq!(
+        f.describe("Negotiate, Digest"),
+        "Negotiate was offered but passed over, no Kerberos ticket could be used (Negotiate \
+         (Kerberos) to HTTP@p.example: No Kerberos credentials available); the Digest \
+         credentials of http_proxy.proxy_user were rejected; the proxy offers: Negotiate, Digest"
+    );
+    let hint = f.hint("Negotiate, Digest");
+    assert!(
+        hint.starts_with("the proxy rejected the credentials")
+            && hint
+                .ends_with("for want of a usable Kerberos ticket): run kinit, or set KRB5CCNAME"),
+        "{hint}"
+    );
+}
+
 #[test]
 fn digest_mode_answers_then_never_twice() {
     let password = pw();
@@ -331,10 +405,38 @@ fn with_gssapi_any_falls_back_when_negotiate_has_no_token() {
         x.on_challenge(&parse(&offered)),
         Decision::Retry(_)
     ));
-    assert!(matches!(
-        x.on_challenge(&parse(&offered)),
-        Decision::Fail(Failure::Rejected(Scheme::Digest))
-    ));
+    // The log line of the fallback says why Negotiate was passed over; only that once.
+    let answering = x.answering();
+    assert!(
+        answering.starts_with("Digest: Negotiate was offered but passed over")
+            && answering.contains("no such host")
+            && !answering.contains("; hint: "),
+        "{answering}"
+    );
+    // The failure says Negotiate was passed over too, and the hint how to get a ticket.
+    match x.on_challenge(&parse(&offered)) {
+        Decision::Fail(f @ Failure::AfterNegotiateSkipped { .. }) => {
+            let Failure::AfterNegotiateSkipped { failure, .. } = &f else {
+                unreachable!()
+            };
+            assert_eq!(**failure, Failure::Rejected(Scheme::Digest));
+            let why = f.describe("Negotiate, Digest");
+            assert!(
+                why.starts_with("Negotiate was offered but passed over, no Kerberos ticket")
+                    && why.contains("no such host")
+                    && why
+                        .contains("the Digest credentials of http_proxy.proxy_user were rejected"),
+                "{why}"
+            );
+            let hint = f.hint("Negotiate, Digest");
+            assert!(
+                hint.contains("http_proxy.proxy_password") && hint.contains("for Negotiate"),
+                "{hint}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(x.answering(), "Digest");
     // No user: the Negotiate failure itself, with its hint.
     let mut x = Exchange::new(Some(ProxyAuth::Any), None, "c:1").with_negotiate(unusable());
     x.first();

@@ -289,6 +289,44 @@ fn framing_and_connection_of_a_407() {
 }
 
 #[test]
+fn suspicious_chunked_framing_of_a_407_is_read_but_closes() {
+    // Empty list elements are no codings: `chunked,` is chunked, and wins over the length.
+    for input in [
+        &b"HTTP/1.1 407 x\r\nTransfer-Encoding: chunked,\r\nContent-Length: 5\r\n\r\n"[..],
+        b"HTTP/1.1 407 x\r\nTransfer-Encoding: , chunked , ,\r\nContent-Length: 5\r\n\r\n",
+        // Chunked and a Content-Length (RFC 9112 6.3): chunked, then the connection closes.
+        b"HTTP/1.1 407 x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        b"HTTP/1.1 407 x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n",
+        // Chunked in HTTP/1.0 is faulty framing (RFC 9112 6.1), keep-alive or not.
+        b"HTTP/1.0 407 x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.0 407 x\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        let (h, _) = parse_ok(input);
+        assert_eq!(h.body, BodyLength::Chunked, "{input:?}");
+        assert!(h.closes, "{input:?}");
+    }
+    // Plain chunked in HTTP/1.1 keeps the connection.
+    let (h, _) = parse_ok(b"HTTP/1.1 407 x\r\nTransfer-Encoding: chunked,\r\n\r\n");
+    assert_eq!(h.body, BodyLength::Chunked);
+    assert!(!h.closes);
+    // A Transfer-Encoding with no coding at all is bad framing, not "no Transfer-Encoding".
+    for bad in [
+        &b"HTTP/1.1 407 x\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\n"[..],
+        b"HTTP/1.1 407 x\r\nTransfer-Encoding: ,\r\nContent-Length: 3\r\n\r\n",
+        b"HTTP/1.1 407 x\r\nTransfer-Encoding:  , , \r\n\r\n",
+        b"HTTP/1.1 407 x\r\nTransfer-Encoding: chunked, gzip,\r\n\r\n",
+    ] {
+        assert_malformed(bad);
+    }
+    // A 2xx's framing headers are still ignored.
+    let (h, rest) =
+        parse_ok(b"HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\nT");
+    assert_eq!(h.outcome(), Outcome::Tunnel);
+    assert!(!h.closes);
+    assert_eq!(rest, b"T");
+}
+
+#[test]
 fn proxy_auth_required_with_several_challenges_in_one_header() {
     let (h, _) = parse_ok(
         b"HTTP/1.1 407 Proxy Authentication Required\r\n\
