@@ -410,6 +410,11 @@ impl Squid {
             let mut command = Command::new(&squid);
             command
                 .arg("-N")
+                // A service name of its own: squid names its shared memory segments after it
+                // (/dev/shm/squid-tls_session_cache.shm by default), so squids started side by
+                // side would share them, and one stopping removes the other's.
+                .arg("-n")
+                .arg(service_name())
                 .arg("-f")
                 .arg(&conf_path)
                 .current_dir(&dir)
@@ -520,6 +525,14 @@ impl Squid {
 }
 
 /// Rejects options squid cannot represent.
+/// A squid service name (`squid -n`) no other squid of this machine's tests uses at the same
+/// time: this process's id and a counter.
+fn service_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("dtun{}x{n}", std::process::id())
+}
+
 fn validate(opts: &SquidOptions) -> io::Result<()> {
     let invalid = |msg: String| Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
     for (name, password) in &opts.users {
